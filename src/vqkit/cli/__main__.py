@@ -1,0 +1,5 @@
+import sys
+
+from vqkit.cli import main
+
+sys.exit(main())

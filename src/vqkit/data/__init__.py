@@ -1,0 +1,1 @@
+"""Datasets: CIFAR-10 images and L2-ARCTIC-style speech."""

@@ -1,0 +1,144 @@
+"""CIFAR-10 in the official "python version" format, loaded once into uint8 tensors.
+
+``--data`` may name a folder holding ``cifar-10-batches-py/``, that folder itself, or the
+``cifar-10-python.tar.gz`` archive (or a folder holding it). With nothing given, the download
+cache (``$VQKIT_DATA``, default ``~/.cache/vqkit``) is used, and filled from the official URL
+when empty.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vqkit.errors import DataError
+
+BATCHES_DIR = "cifar-10-batches-py"
+ARCHIVE_NAME = "cifar-10-python.tar.gz"
+SPLIT_FILES = {
+    "train": [f"data_batch_{i}" for i in range(1, 5)],
+    "val": ["data_batch_5"],
+    "test": ["test_batch"],
+    "all": [f"data_batch_{i}" for i in range(1, 6)],
+}
+IMAGE_SHAPE = (3, 32, 32)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: a batch file cannot run code."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("copy_reg", "_reconstructor"),
+        ("copyreg", "_reconstructor"),
+        ("__builtin__", "object"),
+        ("builtins", "object"),
+    }
+
+    def find_class(self, module: str, name: str):  # noqa: D102
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def read_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read one batch file: images (N, 3, 32, 32) uint8 and labels (N,) int64.
+
+    Accepts pickles whose keys are ``str`` or ``bytes`` (Python 2 style).
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            obj = _ArrayUnpickler(f, encoding="latin1").load()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
+        raise DataError(f"{path}: not a readable CIFAR-10 batch (truncated or corrupt: {e})") \
+            from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
+    obj = {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
+    if "data" not in obj or "labels" not in obj:
+        raise DataError(f"{path}: missing 'data' or 'labels' (keys: {sorted(obj)})")
+    data = np.asarray(obj["data"])
+    labels = np.asarray(obj["labels"], dtype=np.int64)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise DataError(
+            f"{path}: 'data' must be uint8 of shape (N, 3072), got {data.dtype} {data.shape}")
+    if labels.shape != (data.shape[0],):
+        raise DataError(f"{path}: {labels.shape[0]} labels for {data.shape[0]} images")
+    return data.reshape(-1, *IMAGE_SHAPE), labels
+
+
+def _batches_dir_in(root: Path) -> Path | None:
+    if (root / BATCHES_DIR).is_dir():
+        return root / BATCHES_DIR
+    if root.is_dir() and (root / "batches.meta").exists() or any(
+        (root / f).exists() for files in SPLIT_FILES.values() for f in files
+    ):
+        return root
+    return None
+
+
+def find_cifar10(root: str | Path | None = None, download: bool = True) -> Path:
+    """The ``cifar-10-batches-py`` folder for ``root`` (see module doc), downloading or
+    extracting into the cache when needed."""
+    from vqkit.data.download import cache_dir, download_cifar10, extract_tar_safely
+
+    if root:
+        root = Path(root).expanduser()
+        if not root.exists():
+            raise DataError(f"{root}: no such file or folder")
+        if root.is_file():
+            if not root.name.endswith((".tar.gz", ".tgz")):
+                raise DataError(f"{root}: expected a folder or {ARCHIVE_NAME}")
+            return _extract_archive(root, extract_tar_safely, cache_dir())
+        found = _batches_dir_in(root)
+        if found is not None:
+            return found
+        if (root / ARCHIVE_NAME).is_file():
+            return _extract_archive(root / ARCHIVE_NAME, extract_tar_safely, cache_dir())
+        raise DataError(
+            f"{root}: no CIFAR-10 here (expected {BATCHES_DIR}/, its batch files, "
+            f"or {ARCHIVE_NAME})")
+    cached = cache_dir() / BATCHES_DIR
+    if cached.is_dir():
+        return cached
+    if not download:
+        raise DataError(f"CIFAR-10 not found in {cache_dir()}; pass --data DIR")
+    return download_cifar10(cache_dir())
+
+
+def _extract_archive(archive: Path, extract, dest_root: Path) -> Path:
+    dest = dest_root / f"extracted-{archive.stat().st_size}-{int(archive.stat().st_mtime)}"
+    if not (dest / BATCHES_DIR).is_dir():
+        extract(archive, dest)
+    if not (dest / BATCHES_DIR).is_dir():
+        raise DataError(f"{archive}: archive holds no {BATCHES_DIR}/ folder")
+    return dest / BATCHES_DIR
+
+
+def load_cifar10(
+    root: str | Path | None, split: str, download: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (N, 3, 32, 32) uint8 and labels (N,) int64 of one split.
+
+    ``split`` is ``train`` (data_batch_1-4), ``val`` (data_batch_5), ``test`` (test_batch) or
+    ``all`` (1-5); only that split's files are read.
+    """
+    if split not in SPLIT_FILES:
+        raise DataError(f"unknown split {split!r} (known: {', '.join(SPLIT_FILES)})")
+    folder = find_cifar10(root, download=download)
+    missing = [f for f in SPLIT_FILES[split] if not (folder / f).is_file()]
+    if missing:
+        raise DataError(f"{folder / missing[0]}: missing file needed by split {split!r}")
+    parts = [read_batch(folder / f) for f in SPLIT_FILES[split]]
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    return torch.from_numpy(images), torch.from_numpy(labels)

@@ -1,0 +1,43 @@
+"""Rank awareness in one place: who logs, who saves, and collective ops that are no-ops when
+training runs in a single process."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process() -> bool:
+    """Only rank 0 logs, writes metrics and saves checkpoints."""
+    return get_rank() == 0
+
+
+def all_reduce_sum_(t: torch.Tensor) -> torch.Tensor:
+    """Sum ``t`` over ranks in place (identity in one process)."""
+    if is_distributed():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def broadcast_(t: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """Copy rank ``src``'s ``t`` to every rank in place (identity in one process)."""
+    if is_distributed():
+        dist.broadcast(t, src)
+    return t
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
