@@ -226,7 +226,7 @@ def apply_dict(cfg: RunConfig, d: dict[str, Any], source: str = "config") -> Run
 
 
 def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
-    """Apply ``section.key=value`` strings, e.g. ``train.lr=1e-3`` or ``quantizer.levels=8,5,5,5``."""
+    """Apply ``section.key=value`` strings (``train.lr=1e-3``, ``quantizer.levels=8,5,5,5``)."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected section.key=value")

@@ -35,6 +35,12 @@ class _ArrayUnpickler(pickle.Unpickler):
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
+        # Protocol 5 pickles of arrays (pickle.HIGHEST_PROTOCOL).
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        # Protocol <= 2 pickles written by Python 3 store ``bytes`` as
+        # ``_codecs.encode(str, "latin1")``; encoding a string cannot run code.
+        ("_codecs", "encode"),
         ("copy_reg", "_reconstructor"),
         ("copyreg", "_reconstructor"),
         ("__builtin__", "object"),
@@ -53,34 +59,58 @@ def read_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     Accepts pickles whose keys are ``str`` or ``bytes`` (Python 2 style).
     """
     path = Path(path)
+    obj = _load_dict(path)
+    if "data" not in obj or "labels" not in obj:
+        raise DataError(f"{path}: missing 'data' or 'labels' (keys: {sorted(obj)})")
+    data = np.asarray(obj["data"])
+    try:
+        labels = np.asarray(obj["labels"], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise DataError(f"{path}: 'labels' must be integers ({e})") from None
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise DataError(
+            f"{path}: 'data' must be uint8 of shape (N, 3072), got {data.dtype} {data.shape}")
+    if labels.shape != (data.shape[0],):
+        raise DataError(f"{path}: labels of shape {labels.shape} for {data.shape[0]} images")
+    return data.reshape(-1, *IMAGE_SHAPE), labels
+
+
+def read_label_names(path: str | Path) -> list[str]:
+    """The ``label_names`` list of a ``batches.meta`` file (10 names for CIFAR-10)."""
+    path = Path(path)
+    names = _load_dict(path).get("label_names")
+    if not isinstance(names, list | tuple):
+        raise DataError(f"{path}: no 'label_names' list")
+    return [n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names]
+
+
+def _load_dict(path: Path) -> dict:
+    """Unpickle ``path`` with :class:`_ArrayUnpickler`; keys as ``str``."""
     try:
         with open(path, "rb") as f:
             obj = _ArrayUnpickler(f, encoding="latin1").load()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
-        raise DataError(f"{path}: not a readable CIFAR-10 batch (truncated or corrupt: {e})") \
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    except Exception as e:
+        # Only allow-listed callables run, so any error here means a corrupt file, and
+        # corrupt pickles fail in many ways: UnpicklingError, EOFError, KeyError (bad memo),
+        # OverflowError or MemoryError (bad length), LookupError (bad codec name), ...
+        raise DataError(f"{path}: not a readable CIFAR-10 batch (truncated or corrupt: {e!r})") \
             from None
     if not isinstance(obj, dict):
         raise DataError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
-    obj = {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
-    if "data" not in obj or "labels" not in obj:
-        raise DataError(f"{path}: missing 'data' or 'labels' (keys: {sorted(obj)})")
-    data = np.asarray(obj["data"])
-    labels = np.asarray(obj["labels"], dtype=np.int64)
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise DataError(
-            f"{path}: 'data' must be uint8 of shape (N, 3072), got {data.dtype} {data.shape}")
-    if labels.shape != (data.shape[0],):
-        raise DataError(f"{path}: {labels.shape[0]} labels for {data.shape[0]} images")
-    return data.reshape(-1, *IMAGE_SHAPE), labels
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
 def _batches_dir_in(root: Path) -> Path | None:
     if (root / BATCHES_DIR).is_dir():
         return root / BATCHES_DIR
-    if root.is_dir() and (root / "batches.meta").exists() or any(
-        (root / f).exists() for files in SPLIT_FILES.values() for f in files
+    # A folder holding batches.meta or any batch file (files, not sub-folders of that name).
+    if root.is_dir() and (
+        (root / "batches.meta").is_file()
+        or any((root / f).is_file() for files in SPLIT_FILES.values() for f in files)
     ):
         return root
     return None
@@ -116,12 +146,15 @@ def find_cifar10(root: str | Path | None = None, download: bool = True) -> Path:
 
 
 def _extract_archive(archive: Path, extract, dest_root: Path) -> Path:
-    dest = dest_root / f"extracted-{archive.stat().st_size}-{int(archive.stat().st_mtime)}"
-    if not (dest / BATCHES_DIR).is_dir():
+    stat = archive.stat()
+    dest = dest_root / f"extracted-{stat.st_size}-{int(stat.st_mtime)}"
+    found = _batches_dir_in(dest)
+    if found is None:  # extract_tar_safely renames a complete folder into place, or nothing
         extract(archive, dest)
-    if not (dest / BATCHES_DIR).is_dir():
-        raise DataError(f"{archive}: archive holds no {BATCHES_DIR}/ folder")
-    return dest / BATCHES_DIR
+        found = _batches_dir_in(dest)
+    if found is None:
+        raise DataError(f"{archive}: archive holds no {BATCHES_DIR}/ folder or batch files")
+    return found
 
 
 def load_cifar10(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from vqkit.config import QuantizerConfig
 from vqkit.errors import ConfigError
 from vqkit.quantizers.base import Quantizer
+from vqkit.quantizers.fsq import FiniteScalarQuantizer
+from vqkit.quantizers.rvq import ResidualVectorQuantizer
 from vqkit.quantizers.vq import VectorQuantizer
 
 
@@ -29,6 +31,16 @@ def build_quantizer(cfg: QuantizerConfig, dim: int) -> Quantizer:
     try:
         if cfg.kind == "vq":
             return VectorQuantizer(dim, cfg.codebook_size, **vq_kwargs(cfg))
+        if cfg.kind == "fsq":
+            return FiniteScalarQuantizer(dim, cfg.levels, usage_window=cfg.usage_window)
+        if cfg.kind == "rvq":
+            return ResidualVectorQuantizer(
+                dim,
+                cfg.codebook_size,
+                num_quantizers=cfg.num_quantizers,
+                quantizer_dropout=cfg.quantizer_dropout,
+                **vq_kwargs(cfg),
+            )
     except ValueError as e:
         raise ConfigError(f"quantizer: {e}") from None
     raise ConfigError(f"quantizer.kind: unknown {cfg.kind!r} (known: vq, fsq, rvq)")

@@ -140,8 +140,11 @@ class VectorQuantizer(Quantizer):
             self.register_buffer("embed_sum", embed.clone())
         else:
             self.embed = nn.Parameter(embed)
-        # Moving-average count of each code per training batch, for dead-code detection.
-        self.register_buffer("usage_count", torch.ones(codebook_size))
+        # Moving-average count of each code per training batch, for dead-code detection. Codes
+        # start with the grace period a restarted code gets, so that a threshold above 1 does
+        # not declare every code dead on the first batch (discarding the k-means init).
+        self.register_buffer(
+            "usage_count", torch.full((codebook_size,), max(1.0, 2 * dead_code_threshold)))
         self.register_buffer("initted", torch.tensor(not kmeans_init))
         self._init_usage_window(usage_window)
 

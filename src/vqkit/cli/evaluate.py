@@ -1,0 +1,35 @@
+"""``vqkit evaluate RUN_DIR``: metrics table, JSON and figures."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("evaluate", help="evaluate a trained run on a split")
+    p.add_argument("run_dir", help="run directory written by `vqkit train`")
+    p.add_argument("--data", help="data location (default: the one the run trained on)")
+    p.add_argument("--split", default="val", help="val (default), test, train")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--json", help="also write the metrics to this JSON file")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--max-items", type=int, default=0, help="evaluate only the first N items")
+    p.set_defaults(func=run)
+
+
+def format_table(metrics: dict) -> str:
+    rows = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float))]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(
+        f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}"
+        for k, v in rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vqkit.evaluation.evaluate import evaluate
+
+    metrics = evaluate(args.run_dir, data=args.data, split=args.split, which=args.checkpoint,
+                       device=args.device, json_path=args.json, max_items=args.max_items)
+    print(f"{metrics['run']} on split {metrics['split']!r} ({metrics['checkpoint']} checkpoint)")
+    print(format_table(metrics))
+    return 0

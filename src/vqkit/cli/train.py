@@ -1,0 +1,68 @@
+"""``vqkit train {image,speech}`` and ``vqkit train --resume RUN_DIR``."""
+
+from __future__ import annotations
+
+import argparse
+
+from vqkit.config import apply_overrides, resolve_config
+from vqkit.errors import VQKitError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a VQ-VAE (or resume a run)",
+        description="Train on images or speech from a preset, a config file and overrides.")
+    p.add_argument("task", nargs="?", choices=["image", "speech"], help="what to train on")
+    p.add_argument("--preset", help="named preset (see `vqkit presets`); default per task")
+    p.add_argument("--config", help="JSON or TOML file applied after the preset")
+    p.add_argument("--data", help="data folder/archive (images) or subset/cache folder (speech)")
+    p.add_argument("--out", help="run directory to create")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly")
+    g = p.add_argument_group("common overrides (shortcuts for --set train.KEY=VALUE)")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--max-steps", type=int)
+    g.add_argument("--max-minutes", type=float)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override any config field, e.g. quantizer.kind=fsq (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard")
+    p.set_defaults(func=run)
+
+
+SHORTCUTS = ("epochs", "max_steps", "max_minutes", "batch_size", "lr", "seed", "device")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vqkit.training.train import train
+
+    shortcuts = {k: getattr(args, k) for k in SHORTCUTS}
+    if args.resume:
+        if args.task or args.preset or args.config or args.set or args.data:
+            raise VQKitError("--resume takes its config from the run; only --epochs, "
+                             "--max-steps, --max-minutes and --device may change")
+        resumable = {k: v for k, v in shortcuts.items()
+                     if k in ("epochs", "max_steps", "max_minutes", "device")}
+        result = train(None, args.resume, resume=True, overrides=resumable,
+                       progress=not args.no_progress, tensorboard=args.tensorboard)
+    else:
+        if not args.task:
+            raise VQKitError("say what to train: `vqkit train image` or `vqkit train speech`")
+        if not args.out:
+            raise VQKitError("--out RUN_DIR is required")
+        cfg = resolve_config(args.task, args.preset, args.config, args.set)
+        apply_overrides(cfg, [f"train.{k}={v}" for k, v in shortcuts.items() if v is not None])
+        if args.data:
+            cfg.data.root = args.data
+        result = train(cfg, args.out, progress=not args.no_progress,
+                       tensorboard=args.tensorboard)
+    last = result.history[-1] if result.history else {}
+    print(f"stopped after {result.epoch} epochs, {result.step} steps ({result.stopped}); "
+          f"best val loss {result.best_val_loss:.5f}; run in {result.run_dir}")
+    if last:
+        print(f"last epoch: val perplexity {last.get('val_perplexity', float('nan')):.1f}, "
+              f"codebook usage {last.get('val_usage', float('nan')):.3f}")
+    return 0

@@ -1,0 +1,23 @@
+"""Build the training and validation sources a config asks for."""
+
+from __future__ import annotations
+
+from vqkit.config import RunConfig
+from vqkit.errors import ConfigError
+
+
+def load_training_data(cfg: RunConfig):
+    """(train, val) data sources for ``cfg.task``; each has ``num_batches`` and ``batches``."""
+    if cfg.task == "image":
+        from vqkit.data.cifar10 import load_cifar10
+        from vqkit.data.images import ImageData
+
+        train, _ = load_cifar10(cfg.data.root or None, cfg.data.train_split)
+        val, _ = load_cifar10(cfg.data.root or None, cfg.data.val_split)
+        return ImageData(train, "train"), ImageData(val, "val")
+    if cfg.task == "speech":
+        from vqkit.data.speech import load_speech_data
+
+        return (load_speech_data(cfg, cfg.data.train_split, training=True),
+                load_speech_data(cfg, cfg.data.val_split, training=False))
+    raise ConfigError(f"task: unknown {cfg.task!r} (image, speech)")

@@ -1,0 +1,1 @@
+"""Plots and reports built from a run's saved artifacts."""
