@@ -34,8 +34,9 @@ def plot_loss_curves(metrics_path: str | Path, out_path: str | Path) -> Path | N
         return None
     x = [r["epoch"] for r in epochs]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, key, title in zip(axes,  # noqa: B905 ("recon", "vq", "loss"),
-                              ("reconstruction (MSE)", "VQ (codebook + commitment)", "total")):
+    panels = (("recon", "reconstruction (MSE)"), ("vq", "VQ (codebook + commitment)"),
+              ("loss", "total"))
+    for ax, (key, title) in zip(axes, panels, strict=True):
         for split, style in (("train", "-o"), ("val", "--s")):
             ys = [r.get(f"{split}_{key}") for r in epochs]
             if all(y is not None for y in ys):
