@@ -59,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
             cfg.data.root = args.data
         result = train(cfg, args.out, progress=not args.no_progress,
                        tensorboard=args.tensorboard)
+    from vqkit.training.distributed import is_main_process
+
+    if not is_main_process():
+        return 0
     last = result.history[-1] if result.history else {}
     print(f"stopped after {result.epoch} epochs, {result.step} steps ({result.stopped}); "
           f"best val loss {result.best_val_loss:.5f}; run in {result.run_dir}")

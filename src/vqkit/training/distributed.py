@@ -41,3 +41,20 @@ def broadcast_(t: torch.Tensor, src: int = 0) -> torch.Tensor:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
+
+
+def setup_distributed(device: torch.device) -> torch.device:
+    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1) and return this
+    rank's device; a single process gets ``device`` back unchanged."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or is_distributed():
+        return device
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl")
+        return torch.device("cuda", local_rank)
+    dist.init_process_group("gloo")
+    return device

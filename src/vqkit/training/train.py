@@ -24,7 +24,12 @@ from vqkit.errors import VQKitError
 from vqkit.evaluation.metrics import code_histogram, histogram_stats
 from vqkit.models import build_model
 from vqkit.training.checkpoint import checkpoint_dir, load_checkpoint, save_checkpoint
-from vqkit.training.distributed import get_rank, get_world_size, is_main_process
+from vqkit.training.distributed import (
+    get_rank,
+    get_world_size,
+    is_main_process,
+    setup_distributed,
+)
 from vqkit.utils import resolve_device, seed_everything
 
 
@@ -162,14 +167,14 @@ def train(
         raise VQKitError(f"{run_dir}: already holds a run; use --resume {run_dir} or a new --out")
     assert cfg is not None
     t = cfg.train
+    # -- setup: process group (under torchrun), seed, device
+    device = setup_distributed(resolve_device(t.device))
     main = is_main_process()
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(run_dir / "config.json")
 
-    # -- setup: seed, device, threads
     seed_everything(t.seed + get_rank())
-    device = resolve_device(t.device)
 
     # -- data: whole splits in memory, batched by indexing
     train_data, val_data = data if data is not None else load_training_data(cfg)
@@ -180,10 +185,16 @@ def train(
         raise VQKitError("train: the training split is empty")
 
     # -- model and optimizer
-    model = build_model(cfg.model, cfg.quantizer).to(device)
+    raw_model = build_model(cfg.model, cfg.quantizer).to(device)
     if t.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(cfg, model)
+        raw_model = raw_model.to(memory_format=torch.channels_last)
+    model = raw_model
+    world = get_world_size()
+    if world > 1:
+        # Gradients are averaged across ranks; the quantizers all-reduce their own statistics.
+        model = torch.nn.parallel.DistributedDataParallel(
+            raw_model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = build_optimizer(cfg, raw_model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(cfg, s, steps_per_epoch))
 
@@ -193,7 +204,7 @@ def train(
     elapsed_before = 0.0
     epoch_sums = _Sums()
     if ckpt is not None:
-        model.load_state_dict(ckpt.model_state)
+        raw_model.load_state_dict(ckpt.model_state)
         s = ckpt.state
         optimizer.load_state_dict(s["optimizer"])
         scheduler.load_state_dict(s["scheduler"])
@@ -229,7 +240,7 @@ def train(
 
     def save(which: str) -> None:
         if main:
-            save_checkpoint(checkpoint_dir(run_dir, which), model=model, config=cfg,
+            save_checkpoint(checkpoint_dir(run_dir, which), model=raw_model, config=cfg,
                             state=training_state(),
                             meta={"step": step, "epoch": epoch, "images_seen": images_seen})
 
@@ -241,7 +252,6 @@ def train(
     history: list[dict[str, Any]] = []
     start_time = time.time()
     stopped = "epochs"
-    world = get_world_size()
     bar = None
     model.train()
     if t.max_steps and step >= t.max_steps:
@@ -282,7 +292,7 @@ def train(
                 # float() syncs with the device; only every log_every_steps steps.
                 rec = {"kind": "step", "step": step, "epoch": epoch, "images_seen": images_seen,
                        "lr": scheduler.get_last_lr()[0],
-                       "window_usage": model.quantizer.window_usage(),
+                       "window_usage": raw_model.quantizer.window_usage(),
                        **{k: float(v) for k, v in values.items()}}
                 log(rec)
                 if bar is not None:
@@ -309,9 +319,9 @@ def train(
         record = {"kind": "epoch", "epoch": epoch + 1, "step": step, "images_seen": images_seen,
                   "lr": scheduler.get_last_lr()[0],
                   "images_per_s": images_epoch / max(seconds, 1e-9),
-                  "window_usage": model.quantizer.window_usage(),
+                  "window_usage": raw_model.quantizer.window_usage(),
                   **{f"train_{k}": v for k, v in epoch_sums.means().items()},
-                  **validation_losses(model, val_data, cfg, device)}
+                  **validation_losses(raw_model, val_data, cfg, device)}
         record["time_s"] = elapsed_before + time.time() - start_time
         history.append(record)
         log(record)
