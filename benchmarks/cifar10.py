@@ -140,7 +140,7 @@ def main() -> int:
     p.add_argument("--set", action="append", default=[],
                    help="override for the vqkit presets, e.g. train.lr=1e-3")
     p.add_argument("--throughput-steps", type=int, default=200)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="throughput rounds; 0 skips them")
     p.add_argument("--batch-size", type=int, default=32, help="batch for the throughput test")
     p.add_argument("--skip-quality", action="store_true")
     p.add_argument("--json", default="benchmarks/results/cifar10.json")
@@ -165,8 +165,9 @@ def main() -> int:
             speeds[kind].append(s)
             print(f"round {r + 1}: {kind:14s} {s:8.1f} img/s", flush=True)
     for kind in contenders:
-        res[kind]["images_per_s"] = max(speeds[kind])
-        res[kind]["images_per_s_rounds"] = speeds[kind]
+        if speeds[kind]:
+            res[kind]["images_per_s"] = max(speeds[kind])
+            res[kind]["images_per_s_rounds"] = speeds[kind]
 
     if not args.skip_quality:
         work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="vqkit-bench-"))
@@ -180,7 +181,8 @@ def main() -> int:
     ref = res.get(NOTEBOOK)
     if ref:
         for m in res.values():
-            m["throughput_ratio"] = m["images_per_s"] / ref["images_per_s"]
+            if "images_per_s" in m:
+                m["throughput_ratio"] = m["images_per_s"] / ref["images_per_s"]
             m["flops_ratio"] = m["flops_per_image"] / ref["flops_per_image"]
             if "psnr" in m:
                 m["psnr_gain_db"] = m["psnr"] - ref["psnr"]
