@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -132,6 +134,28 @@ def train_and_evaluate(kind, overrides, train_imgs, val, epochs: int, work: Path
     return {"train_seconds": seconds, **metrics}
 
 
+def quality_job(kind: str, overrides: list[str], data: str, epochs: int, work: Path,
+                threads: int) -> dict:
+    """One contender's training and evaluation, in a worker process with its own threads."""
+    torch.set_num_threads(threads)
+    train_imgs, _ = load_cifar10(data, "train")
+    val, _ = load_cifar10(data, "val")
+    return train_and_evaluate(kind, overrides, train_imgs, val, epochs, work)
+
+
+def run_quality_jobs(jobs: list[tuple[str, list[str], Path]], data: str, epochs: int,
+                     parallel: int) -> list[dict]:
+    """Train and evaluate each (kind, overrides, work dir), ``parallel`` at a time (one thread
+    each)."""
+    if parallel <= 1:
+        return [quality_job(k, o, data, epochs, w, torch.get_num_threads()) for k, o, w in jobs]
+    # spawn, not fork: a forked child of a process that already ran OpenMP kernels can hang.
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(parallel, mp_context=ctx) as pool:
+        futures = [pool.submit(quality_job, k, o, data, epochs, w, 1) for k, o, w in jobs]
+        return [f.result() for f in futures]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", default="../shared/data")
@@ -143,6 +167,9 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3, help="throughput rounds; 0 skips them")
     p.add_argument("--batch-size", type=int, default=32, help="batch for the throughput test")
     p.add_argument("--skip-quality", action="store_true")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="train the contenders in this many processes at once (1 thread each); "
+                        "quality only - throughput rounds always run one at a time")
     p.add_argument("--json", default="benchmarks/results/cifar10.json")
     p.add_argument("--work", default="", help="where trained runs go (default: a temp dir)")
     args = p.parse_args()
@@ -171,9 +198,10 @@ def main() -> int:
 
     if not args.skip_quality:
         work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="vqkit-bench-"))
-        for kind in contenders:
-            res[kind].update(train_and_evaluate(kind, args.set, train_imgs, val, args.epochs,
-                                                work))
+        outs = run_quality_jobs([(k, args.set, work) for k in contenders], args.data,
+                                args.epochs, args.jobs)
+        for kind, out in zip(contenders, outs, strict=True):
+            res[kind].update(out)
             m = res[kind]
             print(f"{kind:14s} psnr {m['psnr']:.2f} dB  mse {m['mse']:.5f}  "
                   f"usage {m['codebook_usage']:.3f}  ({m['train_seconds']:.0f} s)", flush=True)

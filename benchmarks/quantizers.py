@@ -18,9 +18,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cifar10 import train_and_evaluate  # noqa: E402
-
-from vqkit.data.cifar10 import load_cifar10  # noqa: E402
+from cifar10 import run_quality_jobs  # noqa: E402
 
 THESIS_VQ = ["quantizer.ema_decay=0", "quantizer.kmeans_init=false",
              "quantizer.dead_code_threshold=0"]
@@ -29,9 +27,7 @@ VARIANTS: dict[str, list[str]] = {
     "vq + ema": [*THESIS_VQ, "quantizer.ema_decay=0.99"],
     "vq + ema + k-means + dead-code restart": [],
     "vq + rotation trick": [*THESIS_VQ, "quantizer.rotation_trick=true"],
-    "vq + ema + k-means + restart + rotation trick": ["quantizer.rotation_trick=true"],
     "vq + cosine (ema, k-means, restart)": ["quantizer.cosine=true"],
-    "vq + 16-d codebook (ema, k-means, restart)": ["quantizer.codebook_dim=16"],
     "fsq [8,8,8] (512 codes)": ["quantizer.kind=fsq", "quantizer.levels=8,8,8"],
     "fsq [8,5,5,5] (1000 codes)": ["quantizer.kind=fsq", "quantizer.levels=8,5,5,5"],
     "rvq x2 (ema, k-means, restart)": ["quantizer.kind=rvq", "quantizer.num_quantizers=2"],
@@ -39,36 +35,43 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name)[:60]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", default="../shared/data")
     p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--only", default="", help="comma-separated substrings of variant names")
+    p.add_argument("--only", action="append", default=[],
+                   help="run only variants whose name contains this (repeatable)")
     p.add_argument("--json", default="benchmarks/results/quantizers.json")
     p.add_argument("--work", default="")
+    p.add_argument("--jobs", type=int, default=1, help="variants trained at once (1 thread each)")
     args = p.parse_args()
 
-    train_imgs, _ = load_cifar10(args.data, "train")
-    val, _ = load_cifar10(args.data, "val")
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="vqkit-quant-"))
     out_path = Path(args.json)
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
     results.setdefault("variants", {})
-    results.update({"epochs": args.epochs, "train_images": len(train_imgs),
+    results.update({"epochs": args.epochs, "train_images": 40000,
                     "recipe": "cifar10 preset train section", "network": "thesis (8x8 grid)"})
-    wanted = [s for s in args.only.split(",") if s]
-    for name, overrides in VARIANTS.items():
-        if wanted and not any(w in name for w in wanted):
-            continue
-        slug = "".join(c if c.isalnum() else "-" for c in name)[:60]
-        m = train_and_evaluate("cifar10", overrides, train_imgs, val, args.epochs, work / slug)
-        results["variants"][name] = {"overrides": overrides, **m}
-        print(f"{name:48s} psnr {m['psnr']:.2f}  usage {m['codebook_usage']:.3f}", flush=True)
+    wanted = args.only
+    names = [n for n in VARIANTS if not wanted or any(w in n for w in wanted)]
+    # Batches of --jobs variants; the JSON is rewritten after each batch so partial results
+    # survive an interrupted run.
+    for i in range(0, len(names), max(1, args.jobs)):
+        chunk = names[i:i + max(1, args.jobs)]
+        outs = run_quality_jobs([("cifar10", VARIANTS[n], work / slug(n)) for n in chunk],
+                                args.data, args.epochs, args.jobs)
+        for name, m in zip(chunk, outs, strict=True):
+            results["variants"][name] = {"overrides": VARIANTS[name], **m}
+            print(f"{name:48s} psnr {m['psnr']:.2f}  usage {m['codebook_usage']:.3f}", flush=True)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(results, indent=2) + "\n")
 
     print(f"\nCIFAR-10 val (data_batch_5) after {args.epochs} epochs "
-          f"({args.epochs * len(train_imgs):,} images), thesis network, cifar10 recipe\n")
+          f"({args.epochs * 40000:,} images), thesis network, cifar10 recipe\n")
     print("| quantizer | MSE | PSNR (dB) | SSIM | usage | perplexity | bits/image |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, m in results["variants"].items():

@@ -131,3 +131,13 @@ def test_cli_errors_are_one_line(cifar_root, tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "missing-run")]) == 2
     assert main(["train", "image", "--out", str(tmp_path / "r"), "--set", "train.lr=x"]) == 2
     assert main([]) == 1
+
+
+def test_evaluate_reports_the_checkpoint_it_used(cifar_root, tiny_image_config, tmp_path):
+    from vqkit.evaluation.evaluate import evaluate
+
+    cfg = tiny_image_config("cifar10-seed", epochs=1, max_steps=3)  # stops before an epoch ends
+    train(cfg, tmp_path / "run", progress=False, data=data_for(cifar_root))
+    m = evaluate(tmp_path / "run", data=str(cifar_root), which="best")
+    assert m["checkpoint"] == "last"
+    assert oct((tmp_path / "run" / "config.json").stat().st_mode & 0o777) != "0o600"

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vqkit.training.checkpoint import load_model
+from vqkit.training.checkpoint import find_checkpoint, load_model
 from vqkit.utils import atomic_write_text, resolve_device
 
 
@@ -29,6 +29,8 @@ def evaluate(
     run_dir = Path(run_dir)
     dev = resolve_device(device)
     model, cfg = load_model(run_dir, which, dev)
+    # "best" falls back to "last" when no epoch has finished; report which one was used.
+    used = "best" if find_checkpoint(run_dir, which).name == "best" else "last"
     root = data if data is not None else (cfg.data.root or None)
     if cfg.task == "image":
         from vqkit.data.cifar10 import load_cifar10
@@ -45,7 +47,7 @@ def evaluate(
 
         metrics = evaluate_speech(model, cfg, root, split, run_dir=run_dir, device=dev,
                                   max_items=max_items)
-    metrics = {"run": str(run_dir), "split": split, "checkpoint": which, **metrics}
+    metrics = {"run": str(run_dir), "split": split, "checkpoint": used, **metrics}
     if json_path is not None:
         atomic_write_text(Path(json_path), json.dumps(metrics, indent=2) + "\n")
     return metrics

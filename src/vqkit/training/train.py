@@ -329,6 +329,7 @@ def train(
             for k, v in record.items():
                 if k.startswith(("train_", "val_")):
                     writer.add_scalar(k.replace("_", "/", 1), v, step)
+            writer.log_samples(raw_model, val_data, cfg, step)
         if main:
             print(f"epoch {epoch + 1}/{t.epochs}  train loss {record['train_loss']:.4f}  "
                   f"val loss {record.get('val_loss', float('nan')):.4f}  "
