@@ -141,3 +141,13 @@ def test_evaluate_reports_the_checkpoint_it_used(cifar_root, tiny_image_config, 
     m = evaluate(tmp_path / "run", data=str(cifar_root), which="best")
     assert m["checkpoint"] == "last"
     assert oct((tmp_path / "run" / "config.json").stat().st_mode & 0o777) != "0o600"
+
+
+def test_best_checkpoint_has_the_lowest_val_reconstruction(cifar_root, tiny_image_config,
+                                                           tmp_path):
+    cfg = tiny_image_config("cifar10", epochs=4)
+    res = train(cfg, tmp_path / "run", progress=False, data=data_for(cifar_root))
+    recons = [r["val_recon"] for r in res.history]
+    best_epoch = 1 + recons.index(min(recons))
+    assert load_checkpoint(tmp_path / "run", "best").meta["epoch"] == best_epoch
+    assert res.best_val_recon == min(recons)

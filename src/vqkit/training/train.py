@@ -40,7 +40,7 @@ class TrainResult:
     epoch: int
     images_seen: int
     stopped: str  # "epochs", "max_steps" or "max_minutes"
-    best_val_loss: float
+    best_val_recon: float
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -209,7 +209,7 @@ def train(
         optimizer.load_state_dict(s["optimizer"])
         scheduler.load_state_dict(s["scheduler"])
         step, epoch, batch_in_epoch = s["step"], s["epoch"], s["batch_in_epoch"]
-        images_seen, best_val, elapsed_before = s["images_seen"], s["best_val_loss"], s["elapsed_s"]
+        images_seen, best_val, elapsed_before = s["images_seen"], s["best_val_recon"], s["elapsed_s"]
         epoch_sums = _Sums(dict(s["epoch_sums"]))
         torch.set_rng_state(s["rng_cpu"])
         if device.type == "cuda" and "rng_cuda" in s:
@@ -229,7 +229,7 @@ def train(
             "epoch": epoch,
             "batch_in_epoch": batch_in_epoch,
             "images_seen": images_seen,
-            "best_val_loss": best_val,
+            "best_val_recon": best_val,
             "elapsed_s": elapsed_before + time.time() - start_time,
             "epoch_sums": epoch_sums.state(),
             "rng_cpu": torch.get_rng_state(),
@@ -339,9 +339,11 @@ def train(
         epoch += 1
         batch_in_epoch = 0
         epoch_sums = _Sums()
-        val_loss = record.get("val_loss", math.inf)
-        improved = val_loss < best_val
-        best_val = min(best_val, val_loss)
+        # "best" is judged on reconstruction alone: with EMA codebooks the commitment term
+        # grows as the encoder spreads over more codes, which says nothing about quality.
+        val_recon = record.get("val_recon", math.inf)
+        improved = val_recon < best_val
+        best_val = min(best_val, val_recon)
         save("last")
         if improved:
             save("best")
