@@ -272,9 +272,12 @@ def _l2arctic() -> RunConfig:
     cfg = _l2arctic_seed()
     cfg.preset = "l2arctic"
     a = cfg.audio
-    a.normalization, a.clip_s, a.crop_frames = "fixed_db", 0.0, 64
+    # Crops of 32 frames (0.5 s): about the median FSDD digit, half the cost of 64 per step and
+    # as good per step; evaluation takes whole utterances. fixed_db needs no stats to invert.
+    a.normalization, a.clip_s, a.crop_frames = "fixed_db", 0.0, 32
     q = cfg.quantizer
-    q.ema_decay, q.kmeans_init, q.dead_code_threshold = 0.99, True, 1.0
+    # A restart threshold of 4 uses per batch keeps more codes alive than 1 at equal STOI.
+    q.ema_decay, q.kmeans_init, q.dead_code_threshold = 0.99, True, 4.0
     t = cfg.train
     t.lr, t.lr_schedule, t.warmup_steps = 1e-3, "cosine", 200
     return cfg

@@ -1,0 +1,211 @@
+"""Speech: the thesis notebook's model and loop against vqkit's l2arctic-seed and l2arctic presets.
+
+Leave one speaker out on FSDD in the L2-ARCTIC layout: every contender trains on three speakers
+for the same wall-clock (``--minutes``), one after the other, then is evaluated on the fourth
+speaker with the same code (:func:`vqkit.evaluation.speech.evaluate_speech`, real frames only):
+mel MSE (normalised scale), mel L1 (dB), STOI of the Griffin-Lim audio of the reconstruction,
+STOI of the Griffin-Lim audio of the true mel (the vocoder's ceiling), codebook usage and
+perplexity.
+
+The notebook contender: the thesis's conv VQ-VAE (``notebook_reference.Model``, its non-EMA
+one-hot quantizer, 128 hiddens, 512 x 64 codes) with one input channel, on 5 s clips padded with
+silence and min-max normalised per utterance (top_db 80), fed item by item through a
+``DataLoader`` (batch 16, shuffled), Adam 2e-4, StepLR(20, 0.5) per epoch, loss over all frames
+(the padding included), ``.item()`` on every step. Its 313-frame clips are padded to 316 (a
+multiple of 4) so that the output has the input's size. The mels are vqkit's cached ones,
+normalised as the thesis did; only the model and the loop are the notebook's.
+
+    PYTHONPATH=src python benchmarks/speech.py --minutes 15 --json benchmarks/results/speech.json
+    PYTHONPATH=src python benchmarks/speech.py --minutes 1      # smoke run
+
+Minutes are wall-clock on whatever machine runs this: the ratios between contenders are what to
+quote, and only on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import notebook_reference as nb  # noqa: E402
+
+from vqkit.audio.normalize import SILENCE, clip_frames, pad_or_cut_frames  # noqa: E402
+from vqkit.audio.pipeline import prepare_mel_db  # noqa: E402
+from vqkit.config import apply_overrides, get_preset  # noqa: E402
+from vqkit.data.speech import open_speech_cache, select_ids  # noqa: E402
+from vqkit.evaluation.speech import evaluate_speech  # noqa: E402
+from vqkit.training.checkpoint import load_model  # noqa: E402
+from vqkit.training.train import train  # noqa: E402
+from vqkit.utils import atomic_write_text  # noqa: E402
+
+NOTEBOOK = "notebook"
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / \
+    "fsdd-l2arctic-layout"
+KEYS = ("mel_mse", "mel_l1_db", "stoi", "stoi_oracle", "stoi_ratio", "codebook_usage",
+        "perplexity")
+
+
+class SpeechNotebookModel(nb.Model):
+    """The notebook's model with one input and output channel (a mel spectrogram)."""
+
+    def __init__(self, num_hiddens: int = 128, **kw) -> None:
+        super().__init__(num_hiddens=num_hiddens, **kw)
+        self._encoder._conv_1 = nn.Conv2d(1, num_hiddens // 2, 4, 2, 1)
+        self._decoder._conv_trans_2 = nn.ConvTranspose2d(num_hiddens // 2, 1, 4, 2, 1)
+
+
+class NotebookAdapter(nn.Module):
+    """Gives the notebook model vqkit's evaluation interface: forward -> (recon, output)."""
+
+    downsampling = 4
+
+    def __init__(self, model: nb.Model) -> None:
+        super().__init__()
+        self.model = model
+        self.quantizer = SimpleNamespace(codebook_size=512, num_quantizers=1, bits_per_code=9.0)
+
+    def forward(self, x):
+        _, recon, _, enc = self.model(x)
+        codes = enc.argmax(1).view(x.shape[0], x.shape[2] // 4, x.shape[3] // 4)
+        return recon, SimpleNamespace(codes=codes)
+
+
+class ClipDataset(Dataset):
+    """The notebook's per-item dataset: one (1, n_mels, 316) clip tensor per utterance."""
+
+    def __init__(self, clips: list[torch.Tensor]) -> None:
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int):
+        return self.clips[i]
+
+
+def notebook_clips(data: str, split: str) -> list[torch.Tensor]:
+    cfg = get_preset("l2arctic-seed")
+    cfg.data.root = data
+    cache, _ = open_speech_cache(cfg)
+    frames = clip_frames(cfg.audio)
+    clips = []
+    for i in select_ids(cache, split):
+        norm, _ = prepare_mel_db(cache.load(i), cfg.audio)
+        clips.append(torch.from_numpy(pad_or_cut_frames(norm, frames, SILENCE))[None])
+    return clips
+
+
+def run_notebook(data: str, train_split: str, test_split: str, minutes: float, seed: int,
+                 max_items: int) -> dict:
+    torch.manual_seed(seed)
+    loader = DataLoader(ClipDataset(notebook_clips(data, train_split)), batch_size=16,
+                        shuffle=True, generator=torch.Generator().manual_seed(seed))
+    model = SpeechNotebookModel()
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=20, gamma=0.5)
+    log: list[tuple[float, float]] = []
+    steps, epochs, t0 = 0, 0, time.time()
+    model.train()
+    done = False
+    while not done:
+        for x in loader:
+            vq_loss, recon, perplexity, _ = model(x)
+            recon_error = F.mse_loss(recon, x)
+            loss = recon_error + vq_loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            log.append((recon_error.item(), perplexity.item()))
+            steps += 1
+            if time.time() - t0 >= 60 * minutes:
+                done = True
+                break
+        else:
+            epochs += 1
+            scheduler.step()
+    seconds = time.time() - t0
+    cfg = get_preset("l2arctic-seed")
+    metrics = evaluate_speech(NotebookAdapter(model), cfg, data, test_split, max_items=max_items)
+    return {"steps": steps, "epochs": epochs, "train_s": seconds,
+            "last_train_recon": log[-1][0], "last_train_perplexity": log[-1][1], **metrics}
+
+
+def run_vqkit(preset: str, data: str, train_split: str, test_split: str, minutes: float,
+              seed: int, overrides: list[str], work: Path, max_items: int) -> dict:
+    cfg = get_preset(preset)
+    cfg.data.root = data
+    apply_overrides(cfg, [f"data.train_split={train_split}", f"data.val_split={test_split}",
+                          "train.val_max_batches=8", f"train.seed={seed}",
+                          f"train.max_minutes={minutes}", *overrides])
+    run_dir = work / preset
+    t0 = time.time()
+    res = train(cfg, run_dir, progress=False)
+    seconds = time.time() - t0
+    model, cfg = load_model(run_dir, "last")
+    metrics = evaluate_speech(model, cfg, data, test_split, run_dir=run_dir, max_items=max_items)
+    return {"steps": res.step, "epochs": res.epoch, "train_s": seconds, "run_dir": str(run_dir),
+            **metrics}
+
+
+def format_table(results: dict[str, dict]) -> str:
+    head = f"{'contender':<15}{'steps':>7}" + "".join(f"{k:>16}" for k in KEYS)
+    rows = [head, "-" * len(head)]
+    for name, r in results.items():
+        vals = "".join(f"{r.get(k, math.nan):>16.4f}" for k in KEYS)
+        rows.append(f"{name:<15}{r['steps']:>7}{vals}")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data", default=str(DEFAULT_DATA),
+                   help="audio folder <SPK>/wav/*.wav or a mel cache (default: shared FSDD)")
+    p.add_argument("--train-speakers", default="GEORGE,JACKSON,LUCAS")
+    p.add_argument("--test-speaker", default="NICOLAS")
+    p.add_argument("--minutes", type=float, default=15.0, help="training wall-clock per contender")
+    p.add_argument("--contenders", default=f"{NOTEBOOK},l2arctic-seed,l2arctic")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override for the vqkit presets (repeatable)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-items", type=int, default=0, help="evaluate only N utterances")
+    p.add_argument("--work", default="", help="where vqkit runs go (default: a temp dir)")
+    p.add_argument("--json", default="", help="write the results here")
+    args = p.parse_args(argv)
+    train_split = f"speakers:{args.train_speakers}"
+    test_split = f"speakers:{args.test_speaker}"
+    work = Path(args.work or tempfile.mkdtemp(prefix="vqkit-speech-bench-"))
+    results: dict[str, dict] = {}
+    for name in args.contenders.split(","):
+        print(f"== {name}: training {args.minutes:g} min on {train_split}", flush=True)
+        if name == NOTEBOOK:
+            results[name] = run_notebook(args.data, train_split, test_split, args.minutes,
+                                         args.seed, args.max_items)
+        else:
+            results[name] = run_vqkit(name, args.data, train_split, test_split, args.minutes,
+                                      args.seed, args.set, work, args.max_items)
+        r = results[name]
+        print(f"   {r['steps']} steps, stoi {r['stoi']:.3f} (oracle {r['stoi_oracle']:.3f}), "
+              f"usage {r['codebook_usage']:.3f}", flush=True)
+    print(format_table(results))
+    if args.json:
+        out = {"data": args.data, "train": train_split, "test": test_split,
+               "minutes": args.minutes, "overrides": args.set, "torch": torch.__version__,
+               "threads": torch.get_num_threads(), "results": results}
+        atomic_write_text(Path(args.json), json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""``vqkit encode RUN_DIR INPUT... --out CODES.npz``: images or WAV files to a code file."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "encode", help="encode images or audio files to a code file",
+        description="Encode PNG/JPEG images (image runs; height and width divisible by the "
+                    "model's downsampling) or WAV files (speech runs) with a run's model and "
+                    "save their codes, in the smallest integer type, with the model's "
+                    "fingerprint. Prints the rate: bits per pixel or bits per second.")
+    p.add_argument("run_dir", help="run directory written by `vqkit train`")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or audio files")
+    p.add_argument("--out", required=True, metavar="CODES.npz", help="code file to write")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vqkit.codes import encode_files
+
+    cf = encode_files(args.run_dir, args.inputs, out=args.out, which=args.checkpoint,
+                      device=args.device)
+    unit = cf.rate_unit
+    width = max(len(n) for n in cf.names)
+    for i, name in enumerate(cf.names):
+        shape = "x".join(str(d) for d in cf.codes[i].shape)
+        print(f"{name:<{width}}  codes {shape:<10}  {cf.rate(i):10.4g} {unit}")
+    nq = cf.meta["num_quantizers"]
+    stages = f" x {nq} stages" if nq > 1 else ""
+    print(f"{cf.path}: {len(cf.names)} item{'s' * (len(cf.names) != 1)}, "
+          f"{cf.bits_per_code:g} bits per code ({cf.meta['codebook_size']} codes{stages}, "
+          f"stored as {cf.codes[0].dtype}), rate {cf.rate():.4g} {unit}; "
+          f"model {cf.fingerprint[:12]}")
+    return 0

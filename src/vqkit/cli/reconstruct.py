@@ -1,0 +1,29 @@
+"""``vqkit reconstruct RUN_DIR IN... --out DIR``: pass files through a trained model."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "reconstruct", help="reconstruct audio (or image) files through a trained run",
+        description="Speech runs: for each audio file IN, write OUT/IN.wav (Griffin-Lim of the "
+                    "model's mel), OUT/IN.griffinlim.wav (Griffin-Lim of the true mel) and "
+                    "OUT/IN.comparison.png (mels in dB). Image runs: OUT/IN.png and "
+                    "OUT/IN.comparison.png. Names as `vqkit decode` writes them.")
+    p.add_argument("run_dir", help="run directory written by `vqkit train`")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="audio files (speech) or images")
+    p.add_argument("--out", required=True, help="folder for the outputs (created)")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vqkit.evaluation.reconstruct import reconstruct_files
+
+    for path in reconstruct_files(args.run_dir, args.inputs, args.out, which=args.checkpoint,
+                                  device=args.device):
+        print(path)
+    return 0

@@ -1,0 +1,122 @@
+"""The example notebooks execute, top to bottom, on tiny synthetic data (``SMOKE = True``).
+
+They are run by a small runner here rather than by a Jupyter kernel (nbclient + ipykernel):
+the notebooks are plain Python over the vqkit API (no magics, no widgets), so executing their
+code cells in order in one namespace is what a kernel would do, without adding a kernel, ZeroMQ
+and a dozen packages to the test dependencies, or a kernel start per notebook. Like papermill,
+the runner executes the cell tagged ``parameters`` and then an injected cell that overrides
+its values (``SMOKE = True``). Without IPython, ``IPython.display`` is replaced by a stub whose
+``display`` and ``Audio`` record what they were given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import types
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+NOTEBOOKS = ["image.ipynb", "speech.ipynb"]
+
+
+def read_notebook(path: Path) -> dict:
+    """Load an nbformat-4 notebook and check the structure this runner relies on."""
+    nb = json.loads(path.read_text())
+    assert nb.get("nbformat") == 4 and nb.get("nbformat_minor", 0) >= 5, path
+    for i, cell in enumerate(nb["cells"]):
+        assert cell["cell_type"] in ("code", "markdown", "raw"), (path, i)
+        assert isinstance(cell.get("id"), str) and isinstance(cell.get("metadata"), dict)
+        if cell["cell_type"] == "code":
+            assert cell.get("outputs") == [] and cell.get("execution_count") is None, (
+                f"{path.name} cell {i}: commit notebooks without outputs")
+    return nb
+
+
+def source(cell: dict) -> str:
+    src = cell["source"]
+    return src if isinstance(src, str) else "".join(src)
+
+
+def ipython_display_stub(shown: list) -> types.ModuleType:
+    mod = types.ModuleType("IPython.display")
+
+    def display(*objs, **kwargs):
+        shown.extend(objs)
+
+    class Audio:
+        def __init__(self, data=None, rate=None, **kwargs):
+            self.data, self.rate = data, rate
+
+    mod.display, mod.Audio = display, Audio
+    return mod
+
+
+def run_notebook(path: Path, parameters: dict, workdir: Path) -> dict:
+    """Execute the code cells of ``path`` in one namespace, in ``workdir``; return it."""
+    nb = read_notebook(path)
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    tagged = [i for i, c in enumerate(code) if "parameters" in c["metadata"].get("tags", [])]
+    assert tagged == [0], f"{path.name}: the first code cell must be tagged 'parameters'"
+    injected = "\n".join(f"{k} = {v!r}" for k, v in parameters.items())
+    cells = [source(code[0]), injected] + [source(c) for c in code[1:]]
+    namespace: dict = {"__name__": "__main__"}
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        for i, src in enumerate(cells):
+            lines = [ln for ln in src.splitlines() if ln.lstrip().startswith(("%", "!"))]
+            assert not lines, f"{path.name}: magics are not run here: {lines}"
+            try:
+                exec(compile(src, f"{path.name}[code cell {i}]", "exec"), namespace)
+            except Exception as e:
+                raise AssertionError(f"{path.name}, code cell {i} failed: {e!r}\n{src}") from e
+    finally:
+        os.chdir(cwd)
+        import matplotlib.pyplot as plt
+
+        plt.close("all")
+    return namespace
+
+
+@pytest.fixture
+def notebook_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("VQKIT_DATA", str(tmp_path / "vqkit-data"))  # no downloads, no caches
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the notebooks' temp folders land here
+    shown: list = []
+    try:
+        import IPython.display  # noqa: F401
+    except ImportError:
+        monkeypatch.setitem(sys.modules, "IPython", types.ModuleType("IPython"))
+        monkeypatch.setitem(sys.modules, "IPython.display", ipython_display_stub(shown))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    return shown
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_in_smoke_mode(name, tmp_path, notebook_env):
+    ns = run_notebook(EXAMPLES / name, {"SMOKE": True}, tmp_path)
+    run = Path(ns["RUN"])
+    assert run.is_relative_to(tmp_path)
+    assert (run / "report.html").stat().st_size > 10_000
+    assert (run / "eval.json").is_file()
+    assert ns["code_file"].rate() > 0
+    if name == "speech.ipynb" and notebook_env:
+        assert len(notebook_env) == 3  # three audio players
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_defaults_are_the_real_run(name):
+    nb = read_notebook(EXAMPLES / name)
+    params = source(next(c for c in nb["cells"] if c["cell_type"] == "code"))
+    ns: dict = {}
+    exec(params, ns)
+    assert ns["SMOKE"] is False and ns["PRESET"] in ("cifar10", "l2arctic")

@@ -1,0 +1,528 @@
+"""The HTML report: contents, self-containedness, and rendering in headless Chromium.
+
+The browser test drives Debian's Chromium over the DevTools protocol on a pipe
+(``--remote-debugging-pipe``: JSON messages on file descriptors 3 and 4), so it needs no
+websocket client and no Python package beyond the standard library. It is skipped when no
+Chromium is installed, except in CI (``CI`` set), where it must run: install it with
+``scripts/install-system-deps.sh``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vqkit.cli import main
+from vqkit.errors import VQKitError
+from vqkit.evaluation.evaluate import evaluate
+from vqkit.reports import html as H
+from vqkit.training.train import train
+
+# ---------------------------------------------------------------------------------------------
+# A headless Chromium driven over the DevTools protocol on a pipe
+
+
+def find_chromium() -> str | None:
+    for name in (os.environ.get("VQKIT_CHROMIUM"), "chromium", "chromium-browser",
+                 "google-chrome", "google-chrome-stable"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _high_fd(fd: int) -> int:
+    import fcntl
+
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return high
+
+
+class Browser:
+    """Just enough of the DevTools protocol to load a page, evaluate script and screenshot."""
+
+    def __init__(self, executable: str, timeout_s: float = 60.0) -> None:
+        self.timeout_s = timeout_s
+        self.profile = tempfile.mkdtemp(prefix="vqkit-chromium-")
+        to_r, self._to_w = os.pipe()  # we write commands, Chromium reads them on fd 3
+        self._from_r, from_w = os.pipe()  # Chromium writes replies on fd 4, we read them
+        # Move the child's ends above 9 so that the redirections below cannot clobber them.
+        to_r, from_w = (_high_fd(fd) for fd in (to_r, from_w))
+        args = [executable, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--mute-audio",
+                "--disable-dev-shm-usage", "--hide-scrollbars",
+                f"--user-data-dir={self.profile}", "--remote-debugging-pipe", "about:blank"]
+        self.stderr = open(Path(self.profile) / "stderr.txt", "w+b")  # noqa: SIM115
+        def child_fds() -> None:  # in the child: the pipe ends on fds 3 and 4
+            os.dup2(to_r, 3)
+            os.dup2(from_w, 4)
+
+        # close_fds=False: it would close fds 3 and 4 after preexec_fn; Python's own fds are
+        # not inheritable anyway.
+        self.proc = subprocess.Popen(
+            args, preexec_fn=child_fds, close_fds=False, stdin=subprocess.DEVNULL,
+            stdout=self.stderr, stderr=self.stderr)
+        os.close(to_r)
+        os.close(from_w)
+        self._next_id = 0
+        self._replies: queue.Queue = queue.Queue()
+        self.events: list[dict] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        buf = b""
+        while True:
+            chunk = os.read(self._from_r, 1 << 20)
+            if not chunk:
+                self._replies.put(None)
+                return
+            buf += chunk
+            *messages, buf = buf.split(b"\0")
+            for m in messages:
+                self._replies.put(json.loads(m))
+
+    def call(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
+        self._next_id += 1
+        msg: dict = {"id": self._next_id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        os.write(self._to_w, json.dumps(msg).encode() + b"\0")
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                reply = self._replies.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(f"{method}: no reply from Chromium; {self.log()}") from None
+            if reply is None:
+                raise RuntimeError(f"Chromium exited; {self.log()}")
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+            self.events.append(reply)
+
+    def wait_event(self, method: str, session: str) -> dict:
+        deadline = time.monotonic() + self.timeout_s
+        seen = 0
+        while True:
+            for e in self.events[seen:]:
+                if e.get("method") == method and e.get("sessionId") == session:
+                    return e
+            seen = len(self.events)
+            try:
+                reply = self._replies.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(f"waiting for {method}; {self.log()}") from None
+            if reply is None:
+                raise RuntimeError(f"Chromium exited; {self.log()}")
+            self.events.append(reply)
+
+    def log(self) -> str:
+        self.stderr.flush()
+        self.stderr.seek(0)
+        return "Chromium stderr tail: " + self.stderr.read().decode(errors="replace")[-2000:]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # it may be gone already
+            self.call("Browser.close")
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._to_w)
+        self.stderr.close()
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+    def __enter__(self) -> Browser:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# Waits for every <audio> to load its metadata (or fail) and every <img> to decode, then
+# reports what the page holds.
+PAGE_CHECKS = """(async () => {
+  const audios = [...document.querySelectorAll('audio')];
+  const settle = a => a.readyState >= 1 ? null : new Promise(done => {
+    a.addEventListener('loadedmetadata', done, {once: true});
+    a.addEventListener('error', done, {once: true});
+    setTimeout(done, 15000);
+  });
+  await Promise.all(audios.map(settle));
+  const imgs = [...document.images];
+  await Promise.all(imgs.map(i => i.decode().catch(() => null)));
+  const refs = [...document.querySelectorAll('[src],[href],[srcset]')].map(
+    e => e.getAttribute('src') || e.getAttribute('srcset') || e.getAttribute('href'));
+  return {
+    title: document.title,
+    background: getComputedStyle(document.body).backgroundColor,
+    images: imgs.map(i => ({alt: i.alt, width: i.naturalWidth, height: i.naturalHeight,
+                            src: i.currentSrc.slice(0, 22)})),
+    audios: audios.map(a => ({duration: a.duration, error: a.error ? a.error.code : null})),
+    external: refs.filter(u => !u.startsWith('data:') && !u.startsWith('#')),
+    height: document.documentElement.scrollHeight,
+  };
+})()"""
+
+
+def render_page(browser: Browser, page: Path, *, dark: bool = False, width: int = 1280,
+                screenshot: Path | None = None) -> dict:
+    """Open ``page``, run :data:`PAGE_CHECKS`, optionally save a full-page screenshot; returns
+    the checks plus ``errors`` (console errors, exceptions, failed loads) and ``requests``
+    (every URL the page asked for that is not a data: URI or the page itself)."""
+    target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+    s = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+    for domain in ("Page", "Runtime", "Log", "Network"):
+        browser.call(f"{domain}.enable", session=s)
+    browser.call("Emulation.setDeviceMetricsOverride",
+                 {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+                 session=s)
+    browser.call("Emulation.setEmulatedMedia", {"features": [
+        {"name": "prefers-color-scheme", "value": "dark" if dark else "light"}]}, session=s)
+    first = len(browser.events)
+    browser.call("Page.navigate", {"url": page.resolve().as_uri()}, session=s)
+    browser.wait_event("Page.loadEventFired", s)
+    res = browser.call("Runtime.evaluate", {"expression": PAGE_CHECKS, "awaitPromise": True,
+                                            "returnByValue": True}, session=s)
+    if "exceptionDetails" in res:
+        raise RuntimeError(f"page checks failed: {res['exceptionDetails']}")
+    checks = res["result"]["value"]
+    if screenshot is not None:
+        shot = browser.call("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": width, "height": checks["height"], "scale": 1}},
+            session=s)
+        screenshot.write_bytes(base64.b64decode(shot["data"]))
+    events = [e for e in browser.events[first:] if e.get("sessionId") == s]
+    errors = []
+    for e in events:
+        p = e.get("params", {})
+        if e.get("method") == "Runtime.exceptionThrown":
+            errors.append(p["exceptionDetails"].get("text", "exception"))
+        elif e.get("method") == "Runtime.consoleAPICalled" and p.get("type") in ("error",
+                                                                                  "assert"):
+            errors.append(" ".join(str(a.get("value", a.get("description", "")))
+                                   for a in p.get("args", [])))
+        elif e.get("method") == "Log.entryAdded" and p["entry"].get("level") == "error":
+            errors.append(p["entry"].get("text", ""))
+    page_url = page.resolve().as_uri()
+    requests = [e["params"]["request"]["url"] for e in events
+                if e.get("method") == "Network.requestWillBeSent"]
+    checks["errors"] = errors
+    checks["requests"] = [u for u in requests if not u.startswith("data:") and u != page_url]
+    browser.call("Target.closeTarget", {"targetId": target})
+    return checks
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs to report on
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    """A tiny image run (2 epochs) with an evaluation, its data in the official format."""
+    from conftest import make_cifar_dir
+
+    from vqkit.config import get_preset
+
+    tmp = tmp_path_factory.mktemp("image")
+    make_cifar_dir(tmp / "data")
+    cfg = get_preset("cifar10")
+    cfg.model.hidden_channels, cfg.model.residual_channels, cfg.model.dim = 16, 8, 8
+    cfg.quantizer.codebook_size = 32
+    t = cfg.train
+    t.batch_size, t.epochs, t.log_every_steps, t.warmup_steps = 8, 2, 1, 0
+    cfg.data.root = str(tmp / "data")
+    run = tmp / "run"
+    train(cfg, run, progress=False)
+    evaluate(run, json_path=run / "eval.json")
+    return run
+
+
+@pytest.fixture(scope="module")
+def image_report(image_run):
+    assert main(["report", str(image_run)]) == 0
+    return image_run / "report.html"
+
+
+@pytest.fixture(scope="module")
+def speech_run(tmp_path_factory):
+    """A tiny speech run: 3 speakers x 2 synthetic tones, 1 epoch, speaker CCC held out."""
+    import soundfile as sf
+
+    from vqkit.config import apply_overrides, get_preset
+
+    tmp_path = tmp_path_factory.mktemp("speech")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("VQKIT_DATA", str(tmp_path / "vqkit-data"))
+    sr = 8000
+    for s, spk in enumerate(("AAA", "BBB", "CCC")):
+        (tmp_path / "data" / spk / "wav").mkdir(parents=True)
+        for u in range(2):
+            t = np.arange(int((0.4 + 0.3 * u) * sr)) / sr
+            y = 0.3 * np.sin(2 * np.pi * (120 + 60 * s + 30 * u) * (t + t**2))
+            sf.write(tmp_path / "data" / spk / "wav" / f"utt_{u}.wav", y.astype(np.float32), sr)
+    cfg = get_preset("l2arctic")
+    apply_overrides(cfg, ["model.hidden_channels=16", "model.residual_channels=8",
+                          "model.dim=8", "quantizer.codebook_size=16", "audio.n_mels=32",
+                          "audio.griffin_lim_iters=8", "train.batch_size=4", "train.epochs=1",
+                          "train.warmup_steps=0", "train.log_every_steps=1",
+                          "data.train_split=speakers:AAA,BBB", "data.val_split=speakers:CCC"])
+    cfg.data.root = str(tmp_path / "data")
+    train(cfg, tmp_path / "run", progress=False)
+    yield tmp_path / "run"
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def speech_report(speech_run):
+    return H.write_report(speech_run, n_utterances=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Contents
+
+
+DATA_URI = re.compile(r'(?:src|srcset)="data:([a-z]+/[a-z0-9.+-]+);base64,([A-Za-z0-9+/=]+)"')
+
+
+def embedded(page: str) -> list[tuple[str, bytes]]:
+    return [(mime, base64.b64decode(b64, validate=True)) for mime, b64 in DATA_URI.findall(page)]
+
+
+def test_image_report_is_one_self_contained_page(image_report):
+    page = image_report.read_text()
+    for section in ("summary", "evaluation", "training", "codebook", "samples", "config"):
+        assert f'id="{section}"' in page
+    # every resource is embedded; nothing refers outside the page
+    assert not re.search(r'(?:src|href|srcset)="(?!data:|#)', page)
+    assert "<script" not in page and "prefers-color-scheme: dark" in page
+    blobs = embedded(page)
+    assert all(mime == "image/png" and data.startswith(b"\x89PNG") for mime, data in blobs)
+    # loss, usage and histogram figures in two themes, the sample grid, the run's PNGs
+    saved = len(list(image_report.parent.glob("*.png")))
+    assert saved >= 2 and len(blobs) == 3 * 2 + 1 + saved
+    # config, eval metrics, rate and the provenance of the histogram are on the page
+    assert "codebook_size" in page and "psnr" in page and "bits/pixel" in page
+    assert "computed by this report" in page
+
+
+def test_speech_report_has_utterances_with_three_players(speech_report):
+    page = speech_report.read_text()
+    blobs = embedded(page)
+    wavs = [data for mime, data in blobs if mime == "audio/wav"]
+    assert len(wavs) == 2 * 3 and all(w.startswith(b"RIFF") for w in wavs)
+    assert "CCC/utt_0" in page and "CCC/utt_1" in page and "Griffin-Lim of the true mel" in page
+    assert "bits/s" in page and "utterances of the &#x27;speakers:CCC&#x27; split" in page
+    # two spectrograms per utterance, three themed figures, the run's PNGs
+    saved = len(list(speech_report.parent.glob("*.png")))
+    assert sum(mime == "image/png" for mime, _ in blobs) == 2 * 2 + 3 * 2 + saved
+
+
+def test_report_without_data_or_checkpoint_still_writes(image_run, monkeypatch):
+    from vqkit.errors import DataError
+
+    def missing(cfg, n):
+        raise DataError(f"{cfg.data.root}: no such file or folder")
+
+    monkeypatch.setattr(H, "_image_sample", missing)
+    page = H.render(H.gather(image_run))
+    assert "Samples and code histogram unavailable" in page and "no such file" in page
+    assert 'id="training"' in page and "<figure" in page  # curves from metrics.jsonl
+    monkeypatch.setattr(H, "_live_samples", None)  # live=False never touches the checkpoint
+    saved_only = H.gather(image_run, live=False)
+    assert saved_only.code_counts is None and saved_only.image_grid is None
+    assert saved_only.epochs and "eval.json" in saved_only.evals
+
+
+def test_report_errors_are_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert "nope" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VQKitError, match="config.json"):
+        H.write_report(tmp_path / "empty")
+
+
+def test_formatting():
+    assert H.fmt(1234567) == "1,234,567" and H.fmt(0.000012) == "1.200e-05"
+    assert H.fmt(3.14159265) == "3.1416" and H.fmt(0.123456) == "0.1235"
+    assert H.code_stats(np.array([[1, 1, 0, 0]]))["perplexity"] == pytest.approx(2.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# In a browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    exe = find_chromium()
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI: Chromium is required for the browser test; run "
+                        "scripts/install-system-deps.sh")
+        pytest.skip("no Chromium installed (scripts/install-system-deps.sh installs it)")
+    with Browser(exe) as b:
+        yield b
+
+
+def _assert_rendered(checks: dict, n_audio: int) -> None:
+    assert not checks["errors"], checks["errors"]
+    assert not checks["requests"] and not checks["external"], checks
+    assert checks["images"] and all(i["width"] > 0 and i["height"] > 0
+                                    for i in checks["images"]), checks["images"]
+    assert len(checks["audios"]) == n_audio
+    assert all(a["error"] is None and a["duration"] > 0 for a in checks["audios"]), checks
+
+
+def _save_screenshot(shot: Path) -> None:
+    """Keep screenshots for CI artifacts when VQKIT_SCREENSHOT_DIR is set."""
+    dest = os.environ.get("VQKIT_SCREENSHOT_DIR")
+    if dest:
+        Path(dest).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(dest) / shot.name)
+
+
+@pytest.mark.parametrize("dark", [False, True], ids=["light", "dark"])
+def test_image_report_renders_in_chromium(browser, image_report, tmp_path, dark):
+    shot = tmp_path / f"report-image-{'dark' if dark else 'light'}.png"
+    checks = render_page(browser, image_report, dark=dark, screenshot=shot)
+    _assert_rendered(checks, n_audio=0)
+    saved = len(list(image_report.parent.glob("*.png")))
+    assert len(checks["images"]) == 3 + 1 + saved  # themed figures, sample grid, saved PNGs
+    assert (checks["background"] == "rgb(21, 23, 27)") == dark, checks["background"]
+    _check_screenshot(shot, dark)
+    _save_screenshot(shot)
+
+
+def test_speech_report_renders_in_chromium(browser, speech_report, tmp_path):
+    shot = tmp_path / "report-speech.png"
+    checks = render_page(browser, speech_report, screenshot=shot)
+    _assert_rendered(checks, n_audio=6)
+    _check_screenshot(shot, dark=False)
+    _save_screenshot(shot)
+
+
+def _check_screenshot(shot: Path, dark: bool) -> None:
+    from PIL import Image
+
+    with Image.open(shot) as im:
+        assert im.width == 1280 and im.height > 900
+        px = np.asarray(im.convert("L"), dtype=np.float32)
+    assert px.std() > 10  # something was drawn, not a blank page
+    corner = px[:20, :20].mean()  # page background
+    assert (corner < 60) if dark else (corner > 200)
+
+
+# ---------------------------------------------------------------------------------------------
+# TensorBoard
+
+
+def test_tensorboard_missing_is_a_clear_error(tmp_path, monkeypatch):
+    from vqkit.reports import tensorboard as tb
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard -> ImportError
+    with pytest.raises(VQKitError, match=r"vqkit\[tensorboard\]"):
+        tb.make_writer(tmp_path)
+
+
+class FakeSummaryWriter:
+    """Records calls with SummaryWriter's signatures."""
+
+    def __init__(self):
+        self.calls: list[tuple] = []
+
+    def add_scalar(self, tag, value, step):
+        self.calls.append(("scalar", tag, value, step))
+
+    def add_image(self, tag, img, step, dataformats="CHW"):
+        self.calls.append(("image", tag, img, step, dataformats))
+
+    def add_audio(self, tag, snd, step, sample_rate=44100):
+        self.calls.append(("audio", tag, snd, step, sample_rate))
+
+    def flush(self):
+        pass
+
+    def close(self):
+        self.calls.append(("close",))
+
+
+def test_tensorboard_writer_converts_images_audio_and_logs_samples(image_run, tmp_path):
+    import torch
+
+    from vqkit.data.cifar10 import load_cifar10
+    from vqkit.data.images import ImageData
+    from vqkit.reports.tensorboard import TensorBoardWriter
+    from vqkit.training.checkpoint import load_model
+
+    fake = FakeSummaryWriter()
+    w = TensorBoardWriter(tmp_path / "tb", backend=fake)
+    w.add_scalar("train/loss", torch.tensor(0.5), 3)
+    w.add_image("a", np.random.rand(3, 8, 10), 1)  # CHW float
+    w.add_image("b", np.zeros((8, 10), dtype=np.uint8), 1)  # grey
+    w.add_audio("c", np.full(100, 2.0), 2, sample_rate=8000)
+    model, cfg = load_model(image_run)
+    images, _ = load_cifar10(cfg.data.root, "val")
+    w.log_samples(model, ImageData(images), cfg, step=7, n=4)
+    w.close()
+    assert fake.calls[0] == ("scalar", "train/loss", 0.5, 3)
+    for call in fake.calls[1:3]:
+        assert call[2].dtype == np.uint8 and call[2].shape == (8, 10, 3) and call[4] == "HWC"
+    audio = fake.calls[3]
+    assert audio[2].shape == (1, 100) and float(audio[2].max()) == 1.0 and audio[4] == 8000
+    grid = fake.calls[4]
+    assert grid[1] == "val/originals_over_reconstructions" and grid[3] == 7
+    assert grid[2].shape == (2 * 33 - 1, 4 * 33 - 1, 3)  # originals row over reconstructions
+    assert fake.calls[-1] == ("close",) and not model.training
+
+
+def test_tensorboard_logs_speech_mels_and_audio(speech_run):
+    from vqkit.data.speech import load_speech_data
+    from vqkit.reports.tensorboard import TensorBoardWriter
+    from vqkit.training.checkpoint import load_model
+
+    model, cfg = load_model(speech_run)
+    fake = FakeSummaryWriter()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("VQKIT_DATA", str(speech_run.parent / "vqkit-data"))
+    try:
+        val = load_speech_data(cfg, cfg.data.val_split, training=False)
+    finally:
+        mp.undo()
+    TensorBoardWriter(speech_run / "tb", backend=fake).log_samples(model, val, cfg, step=3)
+    (image, tag, mel, _, _), (audio, atag, snd, _, sr) = fake.calls
+    assert tag == "val/mel_original_over_reconstruction" and mel.shape[0] == 2 * 32
+    assert atag == "val/reconstruction" and snd.shape[0] == 1 and sr == 16000
+
+
+def test_tensorboard_writes_event_files(tmp_path):
+    pytest.importorskip("tensorboard", reason="optional: pip install 'vqkit[tensorboard]'")
+    from vqkit.reports.tensorboard import make_writer
+
+    w = make_writer(tmp_path)
+    w.add_scalar("x", 1.0, 0)
+    w.add_image("img", np.random.rand(4, 4, 3), 0)
+    w.add_audio("snd", np.zeros(800), 0, sample_rate=8000)
+    w.close()
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))
