@@ -209,7 +209,8 @@ def train(
         optimizer.load_state_dict(s["optimizer"])
         scheduler.load_state_dict(s["scheduler"])
         step, epoch, batch_in_epoch = s["step"], s["epoch"], s["batch_in_epoch"]
-        images_seen, best_val, elapsed_before = s["images_seen"], s["best_val_recon"], s["elapsed_s"]
+        images_seen, best_val = s["images_seen"], s["best_val_recon"]
+        elapsed_before = s["elapsed_s"]
         epoch_sums = _Sums(dict(s["epoch_sums"]))
         torch.set_rng_state(s["rng_cpu"])
         if device.type == "cuda" and "rng_cuda" in s:
