@@ -138,11 +138,17 @@ def _list_sources(data: Path) -> list[_Source]:
 
         with open_corpus(data) as corpus:
             sources = []
+            prefixes: dict[int, str | None] = {}  # container -> its path relative to data
             for u in corpus.utterances():
-                p = corpus.local_path(u)
-                if p is not None:
-                    sources.append(_Source(f"{u.speaker}/{u.utt_id}", u.speaker, u.utt_id,
-                                           p.relative_to(data).as_posix(), "train"))
+                if u.container not in prefixes:
+                    root = corpus.local_root(u)
+                    prefixes[u.container] = (None if root is None else
+                                             root.relative_to(data).as_posix())
+                prefix = prefixes[u.container]
+                if prefix is not None and u.wav is not None:
+                    rel = u.wav if prefix == "." else f"{prefix}/{u.wav}"
+                    sources.append(_Source(f"{u.speaker}/{u.utt_id}", u.speaker, u.utt_id, rel,
+                                           "train"))
         if not sources:
             raise DataError(f"{data}: holds only zips; the cache reads audio files on disk "
                             f"(make a folder with `vqkit subset`)")
@@ -204,16 +210,18 @@ def _compute_chunk(tasks: list[tuple[str, str]], params: dict[str, Any]
 # Checking entries
 
 
-def _entry_ok(root: Path, rec: dict[str, Any], n_mels: int, itemsize: int, verify: bool) -> bool:
-    path = root / rec["path"]
+def _entry_ok(root: str, rec: dict[str, Any], n_mels: int, itemsize: int, verify: bool) -> bool:
+    # plain str paths and os calls: this runs once per entry on every re-run
+    path = os.path.join(root, rec["path"])
     try:
         if verify:
-            data = path.read_bytes()
+            with open(path, "rb") as f:
+                data = f.read()
             if f"crc32:{zlib.crc32(data):08x}" != rec["checksum"]:
                 return False
             size = len(data)
         else:
-            size = path.stat().st_size
+            size = os.stat(path).st_size
     except OSError:
         return False
     # npy: a header padded to a multiple of 64 bytes (format 1.0 here), then the data
@@ -288,20 +296,20 @@ def build_cache(
     entries: dict[str, dict[str, Any]] = {}
     bad: dict[str, dict[str, Any]] = {}
     todo: list[tuple[_Source, dict[str, Any]]] = []
+    data_s, out_s = str(data), str(out)
     for s in sources:
-        src = data / s.rel
         base = {"id": s.id, "speaker": s.speaker, "utt_id": s.utt_id, "source": s.rel}
         try:
-            st = src.stat()
+            st = os.stat(os.path.join(data_s, s.rel))
         except OSError:
             bad[s.id] = {**base, "reason": "missing audio file"}
             continue
+        key = hashlib.sha256(f"{phash}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
         rec = {**base, "path": f"{s.speaker}/{s.utt_id}.npy", "source_size": st.st_size,
-               "source_mtime_ns": st.st_mtime_ns,
-               "key": _hash([phash, st.st_size, st.st_mtime_ns]), "split": s.split}
+               "source_mtime_ns": st.st_mtime_ns, "key": key, "split": s.split}
         prev = old_entries.get(s.id)
         if (prev is not None and prev.get("key") == rec["key"] and prev.get("path") == rec["path"]
-                and _entry_ok(out, prev, params["n_mels"], itemsize, verify)):
+                and _entry_ok(out_s, prev, params["n_mels"], itemsize, verify)):
             entries[s.id] = {**rec, "n_frames": prev["n_frames"], "checksum": prev["checksum"]}
             result.reused += 1
         elif s.id in old_bad and old_bad[s.id].get("key") == rec["key"]:

@@ -185,7 +185,8 @@ def _open_inner_zip(outer: zipfile.ZipFile, outer_path: Path, info: zipfile.ZipI
 
 
 def _skipped(parts: list[str]) -> bool:
-    return any(s in p.lower() for p in parts for s in _SKIP_PARTS)
+    joined = "/".join(parts).lower()  # no skip word holds a "/": a match lies within one part
+    return any(s in joined for s in _SKIP_PARTS)
 
 
 def _scan(names, default_speaker: str | None) -> dict[str, dict[str, dict[str, str]]]:
@@ -200,7 +201,7 @@ def _scan(names, default_speaker: str | None) -> dict[str, dict[str, dict[str, s
             speaker, kind, fname = default_speaker, parts[0].lower(), parts[1]
         else:
             continue
-        if kind not in KINDS or fname.startswith(".") or not speaker or _skipped(parts):
+        if kind not in KINDS or fname.startswith(".") or not speaker or _skipped([name]):
             continue
         stem, ext = os.path.splitext(fname)
         if ext.lower() != KINDS[kind] or not stem:
@@ -345,6 +346,11 @@ class Corpus:
         """Where a file lives, for messages: a path, or ``zip!member`` (``outer!inner!member``)."""
         name = utt.member(kind)
         return self._containers[utt.container].describe(name or f"<no {kind}>")
+
+    def local_root(self, utt: Utterance) -> Path | None:
+        """The folder the utterance's member names are relative to (folder layouts), else None."""
+        c = self._containers[utt.container]
+        return c.root if isinstance(c, _Dir) else None
 
     def local_path(self, utt: Utterance, kind: str = "wav") -> Path | None:
         """The file's path when it is a plain file on disk (folder layouts), else None."""
