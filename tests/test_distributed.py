@@ -26,6 +26,7 @@ def test_two_process_training_with_torchrun(cifar_root, tmp_path):
            "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
            "-m", "vqkit.cli", "train", "image", "--preset", "cifar10", "--data", str(cifar_root),
            "--out", str(out), "--epochs", "2", "--batch-size", "8", "--no-progress",
+           "--max-minutes", "30",  # a budget: ranks agree on the clock by an all-reduce per step
            "--set", "model.hidden_channels=16", "--set", "model.residual_channels=8",
            "--set", "model.dim=8", "--set", "quantizer.codebook_size=16"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)

@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -101,6 +102,56 @@ def test_lr_schedules(tiny_image_config):
     assert lr_factor(cfg, 100, 10) == pytest.approx(0.0, abs=1e-12)
 
 
+def test_time_budget_anneals_the_cosine_and_resumes_from_its_progress(
+        cifar_root, tiny_image_config, tmp_path, monkeypatch):
+    """Given max_minutes, the cosine reaches its end when the budget does, not at the epochs."""
+    import vqkit.training.train as train_module
+
+    calls = []
+
+    def fake_elapsed_s(start_time, device):  # 6 s per step: a 1-minute budget is 10 steps
+        calls.append(1)
+        return 6.0 * len(calls)
+
+    monkeypatch.setattr(train_module, "_elapsed_s", fake_elapsed_s)
+    cfg = tiny_image_config("cifar10", epochs=100, max_minutes=1.0)  # 800 steps by epochs
+    data = data_for(cifar_root)
+    res = train(cfg, tmp_path / "run", progress=False, data=data)
+    assert res.stopped == "max_minutes" and res.step == 10
+    lrs = [json.loads(x)["lr"] for x in (tmp_path / "run" / "metrics.jsonl").read_text()
+           .splitlines() if json.loads(x)["kind"] == "step"]
+    assert len(lrs) == 10 and all(a > b for a, b in zip(lrs, lrs[1:], strict=False))
+    assert lrs[4] == pytest.approx(cfg.train.lr * 0.5)  # half the budget: half the cosine
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-12)
+    assert load_checkpoint(tmp_path / "run").state["lr_progress"] == pytest.approx(1.0)
+    # the budget's end (mid-epoch) is validated and may become the best checkpoint
+    stop = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert stop["kind"] == "stop" and stop["step"] == 10
+    best = load_checkpoint(tmp_path / "run", "best").state
+    assert best["best_val_recon"] == min(stop["val_recon"], res.history[0]["val_recon"])
+    assert best["step"] == (10 if stop["val_recon"] < res.history[0]["val_recon"] else 8)
+    # resumed without a budget, the schedule does not jump back to its step-based value
+    resumed = train(None, tmp_path / "run", resume=True, overrides={"max_steps": 12},
+                    progress=False, data=data)
+    assert resumed.step == 12
+    assert load_checkpoint(tmp_path / "run").state["lr_progress"] == pytest.approx(1.0)
+    steps = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text()
+             .splitlines() if json.loads(x)["kind"] == "step"]
+    assert steps[-1]["step"] == 12 and steps[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+    # without a budget the clock plays no part
+    assert lr_factor(cfg, 400, 8) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+def test_num_threads_is_applied(cifar_root, tiny_image_config, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        cfg = tiny_image_config("cifar10-seed", epochs=1, num_threads=1)
+        train(cfg, tmp_path / "run", progress=False, data=data_for(cifar_root))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_cli_train_resume_evaluate(cifar_root, tmp_path, capsys):
     out = tmp_path / "run"
     common = ["--set", "model.hidden_channels=16", "--set", "model.residual_channels=8",
@@ -151,3 +202,11 @@ def test_best_checkpoint_has_the_lowest_val_reconstruction(cifar_root, tiny_imag
     best_epoch = 1 + recons.index(min(recons))
     assert load_checkpoint(tmp_path / "run", "best").meta["epoch"] == best_epoch
     assert res.best_val_recon == min(recons)
+
+
+def test_data_sources_follow_the_batch_source_protocol(cifar_root):
+    from vqkit.data.source import BatchSource
+
+    train_data, val_data = data_for(cifar_root)
+    assert isinstance(train_data, BatchSource) and isinstance(val_data, BatchSource)
+    assert not isinstance(object(), BatchSource)

@@ -102,8 +102,10 @@ class TrainConfig:
     recon_weight: float = 1.0  # weight of the reconstruction MSE in the loss
     max_steps: int = 0  # stop after this many optimizer steps in total; 0: no limit
     max_minutes: float = 0.0  # stop (with a checkpoint) after this much wall-clock; 0: no limit
+    # (a "cosine" schedule then ends at the last epoch or at the end of the minutes, if sooner)
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
+    num_threads: int = 0  # CPU threads for torch; 0: torch's default (one per core)
     channels_last: bool = True  # faster convolutions on CPU and GPU, same results up to rounding
     checkpoint_every_steps: int = 0  # also checkpoint every this many steps; 0: each epoch only
     log_every_steps: int = 20

@@ -21,7 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("common overrides (shortcuts for --set train.KEY=VALUE)")
     g.add_argument("--epochs", type=int)
     g.add_argument("--max-steps", type=int)
-    g.add_argument("--max-minutes", type=float)
+    g.add_argument("--max-minutes", type=float,
+                   help="stop after this wall-clock (a cosine lr schedule anneals within it)")
     g.add_argument("--batch-size", type=int)
     g.add_argument("--lr", type=float)
     g.add_argument("--seed", type=int)

@@ -31,6 +31,13 @@ def all_reduce_sum_(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def all_reduce_max_(t: torch.Tensor) -> torch.Tensor:
+    """Maximum of ``t`` over ranks in place (identity in one process)."""
+    if is_distributed():
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t
+
+
 def broadcast_(t: torch.Tensor, src: int = 0) -> torch.Tensor:
     """Copy rank ``src``'s ``t`` to every rank in place (identity in one process)."""
     if is_distributed():

@@ -20,11 +20,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from vqkit.config import RunConfig
+from vqkit.data.source import BatchSource
 from vqkit.errors import VQKitError
 from vqkit.evaluation.metrics import code_histogram, histogram_stats
 from vqkit.models import build_model
 from vqkit.training.checkpoint import checkpoint_dir, load_checkpoint, save_checkpoint
 from vqkit.training.distributed import (
+    all_reduce_max_,
     get_rank,
     get_world_size,
     is_main_process,
@@ -57,8 +59,13 @@ def split_batch(batch) -> tuple[torch.Tensor, torch.Tensor | None]:
     return batch if isinstance(batch, tuple) else (batch, None)
 
 
-def lr_factor(cfg: RunConfig, step: int, steps_per_epoch: int) -> float:
-    """Multiplier of the base learning rate at optimizer step ``step``."""
+def lr_factor(cfg: RunConfig, step: int, steps_per_epoch: int, progress_floor: float = 0.0
+              ) -> float:
+    """Multiplier of the base learning rate at optimizer step ``step``.
+
+    ``progress_floor`` (0..1) is how much of the cosine is spent at least, whatever the step:
+    the share of a ``max_minutes`` budget used so far (see :func:`train`).
+    """
     t = cfg.train
     warm = min(1.0, (step + 1) / t.warmup_steps) if t.warmup_steps > 0 else 1.0
     if t.lr_schedule == "constant":
@@ -66,12 +73,22 @@ def lr_factor(cfg: RunConfig, step: int, steps_per_epoch: int) -> float:
     if t.lr_schedule == "step":
         return warm * t.lr_gamma ** ((step // steps_per_epoch) // t.lr_step_epochs)
     if t.lr_schedule == "cosine":
-        # Annealed over the configured epochs; max_steps/max_minutes only stop early, so an
-        # interrupted run follows the same schedule as an uninterrupted one.
+        # Annealed over the configured epochs, or over the time budget if that ends sooner;
+        # max_steps only stops early, so an interrupted run follows the uninterrupted schedule.
         total = max(1, t.epochs * steps_per_epoch)
-        progress = min(1.0, step / total)
+        progress = min(1.0, max(step / total, progress_floor))
         return warm * 0.5 * (1 + math.cos(math.pi * progress))
     raise VQKitError(f"train.lr_schedule: unknown {t.lr_schedule!r} (constant, step, cosine)")
+
+
+def _elapsed_s(start_time: float, device: torch.device) -> float:
+    """Seconds since ``start_time``; the slowest rank's under torchrun, so that every rank
+    stops at the same step and follows the same learning rate."""
+    elapsed = time.time() - start_time
+    if get_world_size() > 1:
+        t = torch.tensor([elapsed], dtype=torch.float64, device=device)
+        elapsed = float(all_reduce_max_(t))
+    return elapsed
 
 
 def build_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -137,7 +154,7 @@ def train(
     resume: bool = False,
     overrides: dict[str, Any] | None = None,
     progress: bool = True,
-    data=None,
+    data: tuple[BatchSource, BatchSource] | None = None,
     tensorboard: bool = False,
 ) -> TrainResult:
     """Train (or, with ``resume``, continue) a run in ``out_dir``.
@@ -175,6 +192,8 @@ def train(
         cfg.save(run_dir / "config.json")
 
     seed_everything(t.seed + get_rank())
+    if t.num_threads > 0:
+        torch.set_num_threads(t.num_threads)
 
     # -- data: whole splits in memory, batched by indexing
     train_data, val_data = data if data is not None else load_training_data(cfg)
@@ -195,8 +214,13 @@ def train(
         model = torch.nn.parallel.DistributedDataParallel(
             raw_model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = build_optimizer(cfg, raw_model)
+    # With a max_minutes budget, a cosine schedule also follows the clock: its progress is at
+    # least progress_start + (1 - progress_start) * (share of the budget used), so a run given
+    # N minutes anneals to the end within them on any machine. progress_start is the floor a
+    # resumed run had reached (saved as "lr_progress"); without a budget, steps alone count.
+    clock = {"start": 0.0, "floor": 0.0}
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(cfg, s, steps_per_epoch))
+        optimizer, lambda s: lr_factor(cfg, s, steps_per_epoch, clock["floor"]))
 
     # -- counters, restored on resume together with the RNG states
     step, epoch, batch_in_epoch, images_seen = 0, 0, 0, 0
@@ -211,6 +235,7 @@ def train(
         step, epoch, batch_in_epoch = s["step"], s["epoch"], s["batch_in_epoch"]
         images_seen, best_val = s["images_seen"], s["best_val_recon"]
         elapsed_before = s["elapsed_s"]
+        clock["start"] = clock["floor"] = s.get("lr_progress", 0.0)
         epoch_sums = _Sums(dict(s["epoch_sums"]))
         torch.set_rng_state(s["rng_cpu"])
         if device.type == "cuda" and "rng_cuda" in s:
@@ -232,6 +257,7 @@ def train(
             "images_seen": images_seen,
             "best_val_recon": best_val,
             "elapsed_s": elapsed_before + time.time() - start_time,
+            "lr_progress": clock["floor"],
             "epoch_sums": epoch_sums.state(),
             "rng_cpu": torch.get_rng_state(),
         }
@@ -252,6 +278,7 @@ def train(
 
     history: list[dict[str, Any]] = []
     start_time = time.time()
+    budget_s = 60 * t.max_minutes
     stopped = "epochs"
     bar = None
     model.train()
@@ -278,6 +305,10 @@ def train(
             if t.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
             optimizer.step()
+            elapsed = _elapsed_s(start_time, device) if budget_s else 0.0
+            if budget_s:
+                clock["floor"] = clock["start"] + (1 - clock["start"]) * min(
+                    1.0, elapsed / budget_s)
             scheduler.step()
             step += 1
             batch_in_epoch += 1
@@ -306,14 +337,25 @@ def train(
                 save("last")
             if t.max_steps and step >= t.max_steps:
                 stopped = "max_steps"
-            elif t.max_minutes and time.time() - start_time >= 60 * t.max_minutes:
+            elif budget_s and elapsed >= budget_s:
                 stopped = "max_minutes"
             if stopped != "epochs":
                 break
         if bar is not None:
             bar.close()
         if stopped != "epochs" and batch_in_epoch < steps_per_epoch:
-            save("last")  # mid-epoch stop: resume continues this epoch at batch_in_epoch
+            if stopped == "max_minutes":
+                # The budget's end is the schedule's end: judge these weights for "best" too.
+                val = validation_losses(raw_model, val_data, cfg, device)
+                log({"kind": "stop", "step": step, "epoch": epoch, "images_seen": images_seen,
+                     **val})
+                improved = val.get("val_recon", math.inf) < best_val
+                best_val = min(best_val, val.get("val_recon", math.inf))
+                save("last")  # mid-epoch stop: resume continues this epoch at batch_in_epoch
+                if improved:
+                    save("best")
+            else:
+                save("last")
             break
         # -- end of epoch: validate, log, plot, checkpoint
         seconds = time.time() - t_epoch
