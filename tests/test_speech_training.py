@@ -33,6 +33,7 @@ from vqkit.audio.pipeline import (
 )
 from vqkit.cli import main
 from vqkit.config import AudioConfig, get_preset
+from vqkit.data.source import BatchSource
 from vqkit.data.speech import auto_cache_dir, load_speech_data, open_speech_cache, select_ids
 from vqkit.errors import DataError
 from vqkit.evaluation.speech import real_codes
@@ -165,6 +166,7 @@ def test_sources_crop_clip_and_whole_shapes(corpus):
     tr = load_speech_data(cfg, "speakers:AAA,BBB", training=True)
     va = load_speech_data(cfg, "speakers:CCC", training=False)
     assert len(tr) == 8 and len(va) == 4
+    assert isinstance(tr, BatchSource) and isinstance(va, BatchSource)
     for x, mask in tr.batches(4, epoch=0, seed=0):
         assert x.shape == (4, 1, 32, 8) and mask.shape == (4, 1, 1, 8)
     real = 0

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from vqkit.config import RunConfig
+from vqkit.data.source import BatchSource
 from vqkit.errors import ConfigError
 
 
-def load_training_data(cfg: RunConfig):
-    """(train, val) data sources for ``cfg.task``; each has ``num_batches`` and ``batches``."""
+def load_training_data(cfg: RunConfig) -> tuple[BatchSource, BatchSource]:
+    """(train, val) data sources for ``cfg.task``."""
     if cfg.task == "image":
         from vqkit.data.cifar10 import load_cifar10
         from vqkit.data.images import ImageData
