@@ -262,15 +262,16 @@ def test_encode_decode_audio_equals_reconstruct(tmp_path, wav_files, preset, cap
     sr = 16000
     for code, item, seconds in zip(cf.codes, cf.meta["items"], (0.7, 1.3, 0.45), strict=True):
         frames = 1 + int(seconds * sr) // 256
-        if preset == "l2arctic":  # whole utterance, padded to a multiple of 4 frames
-            assert code.shape == (32, -(-frames // 4))
-        else:  # the thesis: every utterance padded to a 5 s clip
+        if preset == "l2arctic":  # whole utterance, padded to a multiple of 4 frames; 2 stages
+            assert code.shape == (32, -(-frames // 4), 2)
+        else:  # the thesis: every utterance padded to a 5 s clip, one stage
             assert code.shape == (32, -(-(1 + 5 * sr // 256) // 4))
         assert item["duration_s"] == pytest.approx(seconds, abs=1e-3)
-    # 128 / 4 mel rows x 62.5 / 4 columns per second x 5 bits = 2500 bits/s, plus padding
+    # 128 / 4 mel rows x 62.5 / 4 columns per second x 5 bits x 2 stages = 5000 bits/s, plus
+    # padding
     if preset == "l2arctic":
-        assert 2500 <= cf.rate() < 2500 * 1.15
-        assert cf.meta["nominal_bps"] == pytest.approx(2500)
+        assert 5000 <= cf.rate() < 5000 * 1.15
+        assert cf.meta["nominal_bps"] == pytest.approx(5000)
     assert main(["decode", str(run), str(tmp_path / "c.npz"), "--out", str(tmp_path / "dec")]) == 0
     assert main(["reconstruct", str(run), *inputs, "--out", str(tmp_path / "rec")]) == 0
     for p in wav_files:

@@ -110,13 +110,14 @@ class ResidualVectorQuantizer(Quantizer):
         n = self._num_stages_for_batch(x.device)
         z = channels_first(self.project_in(channels_last(x)))
         residual = z
-        total = torch.zeros_like(z)
+        total: Tensor | None = None
         codes, outputs = [], []
         for stage in self.stages[:n]:
             out = stage(residual)
             q = out.quantized.detach()
             residual = residual - q
-            total = total + q
+            # summed as decode() sums (same layout, same order): eval forward == decode(encode)
+            total = q if total is None else total + q
             codes.append(out.codes)
             outputs.append(out)
 
