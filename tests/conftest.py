@@ -8,6 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
+
+# CI runs on 2 shared cores: a slow example is load, not a bug. No per-example deadline.
+settings.register_profile("vqkit", deadline=None)
+settings.load_profile("vqkit")
 
 torch.set_num_threads(1)  # tiny tensors: threads only add overhead (and CI has 2 cores)
 
