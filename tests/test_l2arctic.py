@@ -245,3 +245,25 @@ def test_unreadable_wav_is_skipped_and_reported(tmp_path):
     res = make_subset(tmp_path / "src", tmp_path / "out", seed=0)
     assert [r.utt_id for r in res.rows] == ["arctic_a0001", "arctic_a0003"]
     assert len(res.skipped) == 1 and "arctic_a0002.wav" in res.skipped[0][0]
+
+
+def test_synthetic_release_script_writes_the_release_layout(tmp_path):
+    """scripts/make_synthetic_l2arctic.py (used to demonstrate `vqkit subset`) reads back as a
+    release zip: speakers, 44.1 kHz audio, transcripts, annotations; suitcase_corpus skipped."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "make_synthetic_l2arctic.py"
+    spec = importlib.util.spec_from_file_location("make_synthetic_l2arctic", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    release = script.write_release_zip(tmp_path / "l2arctic_release_v5.0.zip", ["HJK", "BWC"], 4)
+    with open_corpus(release) as corpus:
+        assert corpus.layouts == ["release zip"]
+        utts = list(corpus.utterances())
+        assert sorted({u.speaker for u in utts}) == ["BWC", "HJK"] and len(utts) == 8
+        y, sr = sf.read(io.BytesIO(corpus.read_bytes(utts[0], "wav")))
+        assert sr == 44100 and 1.0 <= len(y) / sr <= 3.0 and 0.01 < np.abs(y).max() < 1
+        assert sum(u.annotation is not None for u in utts) == 2 * script.N_ANNOTATED
+        assert all(u.transcript is not None and u.textgrid is not None for u in utts)
+    res = make_subset(release, tmp_path / "sub", speakers=["HJK"], max_per_speaker=2, seed=1)
+    assert len(read_metadata(tmp_path / "sub" / "metadata.csv")) == 2, res
