@@ -24,7 +24,6 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -41,20 +40,6 @@ from vqkit.training.checkpoint import load_model  # noqa: E402
 from vqkit.training.train import train  # noqa: E402
 
 NOTEBOOK = "notebook"
-
-
-class NotebookAdapter(torch.nn.Module):
-    """Gives the notebook model vqkit's evaluation interface: forward -> (recon, output)."""
-
-    def __init__(self, model: nb.Model) -> None:
-        super().__init__()
-        self.model = model
-        self.quantizer = SimpleNamespace(codebook_size=512, num_quantizers=1, bits_per_code=9.0)
-
-    def forward(self, x):
-        _, recon, _, enc = self.model(x)
-        codes = enc.argmax(1).view(x.shape[0], x.shape[2] // 4, x.shape[3] // 4)
-        return recon, SimpleNamespace(codes=codes)
 
 
 def flops_per_image(kind: str, overrides: list[str], batch: int = 32) -> float:
@@ -121,7 +106,7 @@ def train_and_evaluate(kind, overrides, train_imgs, val, epochs: int, work: Path
         nb.train_steps(model, opt, nb.make_loader(train_imgs.numpy(), 32),
                        epochs * len(train_imgs), log=[])
         seconds = time.perf_counter() - t
-        evaluated = NotebookAdapter(model.eval())
+        evaluated = nb.EvalAdapter(model.eval())
     else:
         cfg = vqkit_config(kind, overrides, epochs, None)
         run_dir = work / kind

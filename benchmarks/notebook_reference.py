@@ -10,6 +10,9 @@ written out with identical arithmetic.
 
 from __future__ import annotations
 
+import time
+from types import SimpleNamespace
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -111,13 +114,14 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, in_channels, num_hiddens, num_residual_layers, num_residual_hiddens):
+    def __init__(self, in_channels, num_hiddens, num_residual_layers, num_residual_hiddens,
+                 out_channels=3):
         super().__init__()
         self._conv_1 = nn.Conv2d(in_channels, num_hiddens, 3, 1, 1)
         self._residual_stack = ResidualStack(num_hiddens, num_hiddens, num_residual_layers,
                                              num_residual_hiddens)
         self._conv_trans_1 = nn.ConvTranspose2d(num_hiddens, num_hiddens // 2, 4, 2, 1)
-        self._conv_trans_2 = nn.ConvTranspose2d(num_hiddens // 2, 3, 4, 2, 1)
+        self._conv_trans_2 = nn.ConvTranspose2d(num_hiddens // 2, out_channels, 4, 2, 1)
 
     def forward(self, inputs):
         x = self._conv_1(inputs)
@@ -127,14 +131,16 @@ class Decoder(nn.Module):
 
 
 class Model(nn.Module):
+    """``channels`` = 3 for the image notebook, 1 for the speech notebook (a mel spectrogram)."""
+
     def __init__(self, num_hiddens=128, num_residual_layers=2, num_residual_hiddens=32,
-                 num_embeddings=512, embedding_dim=64, commitment_cost=0.25):
+                 num_embeddings=512, embedding_dim=64, commitment_cost=0.25, channels=3):
         super().__init__()
-        self._encoder = Encoder(3, num_hiddens, num_residual_layers, num_residual_hiddens)
+        self._encoder = Encoder(channels, num_hiddens, num_residual_layers, num_residual_hiddens)
         self._pre_vq_conv = nn.Conv2d(num_hiddens, embedding_dim, 1, 1)
         self._vq_vae = VectorQuantizer(num_embeddings, embedding_dim, commitment_cost)
         self._decoder = Decoder(embedding_dim, num_hiddens, num_residual_layers,
-                                num_residual_hiddens)
+                                num_residual_hiddens, out_channels=channels)
 
     def forward(self, x):
         z = self._pre_vq_conv(self._encoder(x))
@@ -149,11 +155,21 @@ def make_loader(images_nchw: np.ndarray, batch_size: int = 32, seed: int = 0) ->
                       generator=g)
 
 
-def train_steps(model, optimizer, loader, max_images: int, log: list | None = None) -> int:
-    """The notebook's loop: recon MSE + VQ loss, Adam step, .item() logs every step."""
+def train_steps(model, optimizer, loader, max_images: int = 0, max_seconds: float = 0.0,
+                scheduler=None, log: list | None = None) -> tuple[int, int, int]:
+    """The notebooks' loop: recon MSE + VQ loss, Adam step, ``.item()`` logs every step, and
+    (speech) ``scheduler.step()`` after each epoch. Batches are ``(data, label)``. Stops after
+    ``max_images`` images or ``max_seconds`` of wall-clock, whichever is set and comes first.
+    Returns (images seen, steps, whole epochs)."""
     model.train()
-    seen = 0
-    while seen < max_images:
+    seen = steps = epochs = 0
+    t0 = time.time()
+
+    def done() -> bool:
+        return bool((max_images and seen >= max_images)
+                    or (max_seconds and time.time() - t0 >= max_seconds))
+
+    while not done():
         for data, _ in loader:
             vq_loss, data_recon, perplexity, _ = model(data)
             recon_error = F.mse_loss(data_recon, data)
@@ -164,6 +180,27 @@ def train_steps(model, optimizer, loader, max_images: int, log: list | None = No
             if log is not None:
                 log.append((recon_error.item(), perplexity.item()))
             seen += data.shape[0]
-            if seen >= max_images:
+            steps += 1
+            if done():
                 break
-    return seen
+        else:
+            epochs += 1
+            if scheduler is not None:
+                scheduler.step()
+    return seen, steps, epochs
+
+
+class EvalAdapter(nn.Module):
+    """Gives a notebook model vqkit's evaluation interface: forward -> (recon, output)."""
+
+    downsampling = 4
+
+    def __init__(self, model: Model) -> None:
+        super().__init__()
+        self.model = model
+        self.quantizer = SimpleNamespace(codebook_size=512, num_quantizers=1, bits_per_code=9.0)
+
+    def forward(self, x):
+        _, recon, _, enc = self.model(x)
+        codes = enc.argmax(1).view(x.shape[0], x.shape[2] // 4, x.shape[3] // 4)
+        return recon, SimpleNamespace(codes=codes)

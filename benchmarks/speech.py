@@ -1,15 +1,20 @@
-"""Speech: the thesis notebook's model and loop against vqkit's l2arctic-seed and l2arctic presets.
+"""Speech: the thesis notebook's caching, model and loop against vqkit's cache and presets.
 
-Leave one speaker out on FSDD in the L2-ARCTIC layout: every contender trains on three speakers
-for the same wall-clock (``--minutes``), one after the other, then is evaluated on the fourth
-speaker with the same code (:func:`vqkit.evaluation.speech.evaluate_speech`, real frames only):
-mel MSE (normalised scale), mel L1 (dB), STOI of the Griffin-Lim audio of the reconstruction,
-STOI of the Griffin-Lim audio of the true mel (the vocoder's ceiling), codebook usage and
-perplexity.
+Part 1, caching (``speech_cache.py``, also runnable alone): the notebook's per-file librosa load +
+melspectrogram + pickle against ``vqkit cache`` with 1 and 2 workers and an up-to-date re-run,
+on the same files, in one run: files/s ratios.
 
-The notebook contender: the thesis's conv VQ-VAE (``notebook_reference.Model``, its non-EMA
-one-hot quantizer, 128 hiddens, 512 x 64 codes) with one input channel, on 5 s clips padded with
-silence and min-max normalised per utterance (top_db 80), fed item by item through a
+Part 2, training. Leave one speaker out on FSDD in the L2-ARCTIC layout: every contender
+trains on three speakers for the same wall-clock (``--minutes``), one after the other, then is
+evaluated on the fourth speaker with the same code (:func:`vqkit.evaluation.speech.
+evaluate_speech`, real frames only): mel MSE (normalised scale), mel L1 (dB), STOI of the
+Griffin-Lim audio of the reconstruction, STOI of the Griffin-Lim audio of the true mel (the
+vocoder's ceiling), codebook usage and perplexity. vqkit contenders run with ``--max-minutes``
+(their cosine schedule anneals within the minutes) and are evaluated at their last checkpoint.
+
+The notebook contender: the thesis's conv VQ-VAE (``notebook_reference.Model(channels=1)``, its
+non-EMA one-hot quantizer, 128 hiddens, 512 x 64 codes) and loop (``train_steps``), on 5 s clips
+padded with silence and min-max normalised per utterance (top_db 80), fed item by item through a
 ``DataLoader`` (batch 16, shuffled), Adam 2e-4, StepLR(20, 0.5) per epoch, loss over all frames
 (the padding included), ``.item()`` on every step. Its 313-frame clips are padded to 316 (a
 multiple of 4) so that the output has the input's size. The mels are vqkit's cached ones,
@@ -17,6 +22,7 @@ normalised as the thesis did; only the model and the loop are the notebook's.
 
     PYTHONPATH=src python benchmarks/speech.py --minutes 15 --json benchmarks/results/speech.json
     PYTHONPATH=src python benchmarks/speech.py --minutes 1      # smoke run
+    PYTHONPATH=src python benchmarks/speech.py --skip-training  # part 1 only
 
 Minutes are wall-clock on whatever machine runs this: the ratios between contenders are what to
 quote, and only on an otherwise idle machine.
@@ -31,15 +37,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import notebook_reference as nb  # noqa: E402
+import speech_cache  # noqa: E402
 
 from vqkit.audio.normalize import SILENCE, clip_frames, pad_or_cut_frames  # noqa: E402
 from vqkit.audio.pipeline import prepare_mel_db  # noqa: E402
@@ -57,33 +61,8 @@ KEYS = ("mel_mse", "mel_l1_db", "stoi", "stoi_oracle", "stoi_ratio", "codebook_u
         "perplexity")
 
 
-class SpeechNotebookModel(nb.Model):
-    """The notebook's model with one input and output channel (a mel spectrogram)."""
-
-    def __init__(self, num_hiddens: int = 128, **kw) -> None:
-        super().__init__(num_hiddens=num_hiddens, **kw)
-        self._encoder._conv_1 = nn.Conv2d(1, num_hiddens // 2, 4, 2, 1)
-        self._decoder._conv_trans_2 = nn.ConvTranspose2d(num_hiddens // 2, 1, 4, 2, 1)
-
-
-class NotebookAdapter(nn.Module):
-    """Gives the notebook model vqkit's evaluation interface: forward -> (recon, output)."""
-
-    downsampling = 4
-
-    def __init__(self, model: nb.Model) -> None:
-        super().__init__()
-        self.model = model
-        self.quantizer = SimpleNamespace(codebook_size=512, num_quantizers=1, bits_per_code=9.0)
-
-    def forward(self, x):
-        _, recon, _, enc = self.model(x)
-        codes = enc.argmax(1).view(x.shape[0], x.shape[2] // 4, x.shape[3] // 4)
-        return recon, SimpleNamespace(codes=codes)
-
-
 class ClipDataset(Dataset):
-    """The notebook's per-item dataset: one (1, n_mels, 316) clip tensor per utterance."""
+    """The notebook's per-item dataset: one (1, n_mels, 316) clip per utterance, no label."""
 
     def __init__(self, clips: list[torch.Tensor]) -> None:
         self.clips = clips
@@ -92,7 +71,7 @@ class ClipDataset(Dataset):
         return len(self.clips)
 
     def __getitem__(self, i: int):
-        return self.clips[i]
+        return self.clips[i], 0  # (data, label), as the notebook's dataset
 
 
 def notebook_clips(data: str, split: str) -> list[torch.Tensor]:
@@ -112,32 +91,17 @@ def run_notebook(data: str, train_split: str, test_split: str, minutes: float, s
     torch.manual_seed(seed)
     loader = DataLoader(ClipDataset(notebook_clips(data, train_split)), batch_size=16,
                         shuffle=True, generator=torch.Generator().manual_seed(seed))
-    model = SpeechNotebookModel()
+    model = nb.Model(channels=1)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=20, gamma=0.5)
     log: list[tuple[float, float]] = []
-    steps, epochs, t0 = 0, 0, time.time()
-    model.train()
-    done = False
-    while not done:
-        for x in loader:
-            vq_loss, recon, perplexity, _ = model(x)
-            recon_error = F.mse_loss(recon, x)
-            loss = recon_error + vq_loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            log.append((recon_error.item(), perplexity.item()))
-            steps += 1
-            if time.time() - t0 >= 60 * minutes:
-                done = True
-                break
-        else:
-            epochs += 1
-            scheduler.step()
+    t0 = time.time()
+    _, steps, epochs = nb.train_steps(model, optimizer, loader, max_seconds=60 * minutes,
+                                      scheduler=scheduler, log=log)
     seconds = time.time() - t0
     cfg = get_preset("l2arctic-seed")
-    metrics = evaluate_speech(NotebookAdapter(model), cfg, data, test_split, max_items=max_items)
+    metrics = evaluate_speech(nb.EvalAdapter(model.eval()), cfg, data, test_split,
+                              max_items=max_items)
     return {"steps": steps, "epochs": epochs, "train_s": seconds,
             "last_train_recon": log[-1][0], "last_train_perplexity": log[-1][1], **metrics}
 
@@ -182,7 +146,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-items", type=int, default=0, help="evaluate only N utterances")
     p.add_argument("--work", default="", help="where vqkit runs go (default: a temp dir)")
     p.add_argument("--json", default="", help="write the results here")
+    p.add_argument("--skip-cache", action="store_true", help="leave out part 1 (caching)")
+    p.add_argument("--skip-training", action="store_true", help="leave out part 2 (training)")
     args = p.parse_args(argv)
+    out: dict = {"data": args.data, "torch": torch.__version__}
+    if not args.skip_cache:
+        print("== caching: notebook vs vqkit cache on the same files", flush=True)
+        out["cache"] = speech_cache.measure(Path(args.data))
+        print(speech_cache.format_table(out["cache"]), flush=True)
+        if args.json:
+            atomic_write_text(Path(args.json), json.dumps(out, indent=2) + "\n")
+    if args.skip_training:
+        return 0
     train_split = f"speakers:{args.train_speakers}"
     test_split = f"speakers:{args.test_speaker}"
     work = Path(args.work or tempfile.mkdtemp(prefix="vqkit-speech-bench-"))
@@ -198,12 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         r = results[name]
         print(f"   {r['steps']} steps, stoi {r['stoi']:.3f} (oracle {r['stoi_oracle']:.3f}), "
               f"usage {r['codebook_usage']:.3f}", flush=True)
+        if args.json:  # after each contender: a long run keeps what it measured
+            out.update({"train": train_split, "test": test_split, "minutes": args.minutes,
+                        "overrides": args.set, "threads": torch.get_num_threads(),
+                        "results": results})
+            atomic_write_text(Path(args.json), json.dumps(out, indent=2) + "\n")
     print(format_table(results))
-    if args.json:
-        out = {"data": args.data, "train": train_split, "test": test_split,
-               "minutes": args.minutes, "overrides": args.set, "torch": torch.__version__,
-               "threads": torch.get_num_threads(), "results": results}
-        atomic_write_text(Path(args.json), json.dumps(out, indent=2) + "\n")
     return 0
 
 

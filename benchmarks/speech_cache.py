@@ -68,29 +68,21 @@ def run_notebook(files: list[Path], out_dir: Path) -> float:
     return time.perf_counter() - t0
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                    help="folder laid out <SPK>/wav/*.wav (default: the shared FSDD copy)")
-    ap.add_argument("--limit", type=int, default=0, help="use the first N files (0: all)")
-    ap.add_argument("--json", type=Path, help="write the results here")
-    ap.add_argument("--workdir", type=Path, help="scratch folder (default: a temporary one)")
-    args = ap.parse_args(argv)
-
+def measure(data: Path, limit: int = 0, workdir: Path | None = None) -> dict:
+    """Run the four cache measurements on the same files; returns the results (JSON-able)."""
     import librosa
     import torch
 
     from vqkit.audio.cache import build_cache
     from vqkit.config import get_preset
 
-    data = args.data.resolve()
+    data = data.resolve()
     files = sorted(data.glob("*/wav/*.wav"))
-    if args.limit:
-        files = files[: args.limit]
+    if limit:
+        files = files[:limit]
     if not files:
-        print(f"no <SPK>/wav/*.wav under {data}", file=sys.stderr)
-        return 2
-    work = Path(tempfile.mkdtemp(prefix="vqkit-bench-", dir=args.workdir))
+        raise SystemExit(f"no <SPK>/wav/*.wav under {data}")
+    work = Path(tempfile.mkdtemp(prefix="vqkit-bench-", dir=workdir))
     try:
         # The same files for both: a folder of links to the chosen ones.
         src = work / "data"
@@ -117,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     n = len(files)
-    res = {
+    return {
         "files": n,
         "data": str(data),
         "notebook_s": t_nb,
@@ -146,21 +138,38 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "librosa": librosa.__version__,
     }
+
+
+def format_table(res: dict) -> str:
+    n = res["files"]
     rows = [
-        ("notebook (librosa, 5 s pad, pickle)", t_nb, cpu_nb, ""),
-        ("vqkit build_cache, 1 worker", r1.seconds, cpu1,
+        ("notebook (librosa, 5 s pad, pickle)", res["notebook_s"], res["notebook_cpu_s"], ""),
+        ("vqkit build_cache, 1 worker", res["vqkit_1worker_s"], res["vqkit_1worker_cpu_s"],
          f"{res['ratio_vqkit1_over_notebook']:.1f}x notebook"),
-        ("vqkit build_cache, 2 workers", r2.seconds, cpu2,
+        ("vqkit build_cache, 2 workers", res["vqkit_2workers_s"], res["vqkit_2workers_cpu_s"],
          f"{res['ratio_vqkit2_over_notebook']:.1f}x notebook, "
          f"{res['ratio_2workers_over_1worker']:.2f}x 1 worker"),
-        ("vqkit re-run, up to date", rr.seconds, cpur,
+        ("vqkit re-run, up to date", res["vqkit_rerun_s"], res["vqkit_rerun_cpu_s"],
          f"{res['ratio_rerun_over_first_run']:.3f}x first run"),
     ]
-    print(f"{n} files from {data} ({os.cpu_count()} CPUs, load {res['load_avg_1min']:.2f})")
-    print(f"{'method':38s} {'wall s':>7s} {'cpu s':>7s} {'files/s':>8s}  ratio (files/s)")
-    for name, t, c, note in rows:
-        print(f"{name:38s} {t:7.2f} {c:7.2f} {n / t:8.0f}  {note}")
-    print(f"disk: notebook {res['notebook_mb']:.0f} MB, vqkit {res['vqkit_mb']:.1f} MB")
+    lines = [f"{n} files from {res['data']} ({res['cpu_count']} CPUs, "
+             f"load {res['load_avg_1min']:.2f})",
+             f"{'method':38s} {'wall s':>7s} {'cpu s':>7s} {'files/s':>8s}  ratio (files/s)"]
+    lines += [f"{name:38s} {t:7.2f} {c:7.2f} {n / t:8.0f}  {note}" for name, t, c, note in rows]
+    lines.append(f"disk: notebook {res['notebook_mb']:.0f} MB, vqkit {res['vqkit_mb']:.1f} MB")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                    help="folder laid out <SPK>/wav/*.wav (default: the shared FSDD copy)")
+    ap.add_argument("--limit", type=int, default=0, help="use the first N files (0: all)")
+    ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--workdir", type=Path, help="scratch folder (default: a temporary one)")
+    args = ap.parse_args(argv)
+    res = measure(args.data, args.limit, args.workdir)
+    print(format_table(res))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res, indent=2) + "\n")
