@@ -81,6 +81,9 @@ def lr_factor(cfg: RunConfig, step: int, steps_per_epoch: int, progress_floor: f
     raise VQKitError(f"train.lr_schedule: unknown {t.lr_schedule!r} (constant, step, cosine)")
 
 
+CLOCK_SYNC_STEPS = 8
+
+
 def _elapsed_s(start_time: float, device: torch.device) -> float:
     """Seconds since ``start_time``; the slowest rank's under torchrun, so that every rank
     stops at the same step and follows the same learning rate."""
@@ -279,6 +282,7 @@ def train(
     history: list[dict[str, Any]] = []
     start_time = time.time()
     budget_s = 60 * t.max_minutes
+    elapsed = 0.0
     stopped = "epochs"
     bar = None
     model.train()
@@ -305,8 +309,10 @@ def train(
             if t.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
             optimizer.step()
-            elapsed = _elapsed_s(start_time, device) if budget_s else 0.0
-            if budget_s:
+            # Under torchrun the ranks agree on the clock every CLOCK_SYNC_STEPS steps (an
+            # all-reduce syncs a GPU); alone, every step. Same step count: same decisions.
+            if budget_s and (world == 1 or step % CLOCK_SYNC_STEPS == 0):
+                elapsed = _elapsed_s(start_time, device)
                 clock["floor"] = clock["start"] + (1 - clock["start"]) * min(
                     1.0, elapsed / budget_s)
             scheduler.step()
