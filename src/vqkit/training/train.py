@@ -274,6 +274,18 @@ def train(
                             state=training_state(),
                             meta={"step": step, "epoch": epoch, "images_seen": images_seen})
 
+    def save_validated(val_recon: float) -> None:
+        """Save "last", and "best" too when ``val_recon`` beats every earlier validation.
+
+        "best" is judged on reconstruction alone: with EMA codebooks the commitment term grows
+        as the encoder spreads over more codes, which says nothing about quality."""
+        nonlocal best_val
+        improved = val_recon < best_val
+        best_val = min(best_val, val_recon)  # before saving: "last" records it for resume
+        save("last")
+        if improved:
+            save("best")
+
     def log(record: dict[str, Any]) -> None:
         if main:
             with open(run_dir / "metrics.jsonl", "a") as f:
@@ -355,13 +367,9 @@ def train(
                 val = validation_losses(raw_model, val_data, cfg, device)
                 log({"kind": "stop", "step": step, "epoch": epoch, "images_seen": images_seen,
                      **val})
-                improved = val.get("val_recon", math.inf) < best_val
-                best_val = min(best_val, val.get("val_recon", math.inf))
-                save("last")  # mid-epoch stop: resume continues this epoch at batch_in_epoch
-                if improved:
-                    save("best")
+                save_validated(val.get("val_recon", math.inf))
             else:
-                save("last")
+                save("last")  # mid-epoch stop: resume continues this epoch at batch_in_epoch
             break
         # -- end of epoch: validate, log, plot, checkpoint
         seconds = time.time() - t_epoch
@@ -388,14 +396,7 @@ def train(
         epoch += 1
         batch_in_epoch = 0
         epoch_sums = _Sums()
-        # "best" is judged on reconstruction alone: with EMA codebooks the commitment term
-        # grows as the encoder spreads over more codes, which says nothing about quality.
-        val_recon = record.get("val_recon", math.inf)
-        improved = val_recon < best_val
-        best_val = min(best_val, val_recon)
-        save("last")
-        if improved:
-            save("best")
+        save_validated(record.get("val_recon", math.inf))
         if main:
             plot_loss_curves(run_dir / "metrics.jsonl", run_dir / "loss_vs_epochs.png")
         if stopped != "epochs":
