@@ -91,14 +91,11 @@ class Utterance:
 
 class _Dir:
     def __init__(self, root: Path):
-        self.root = root
+        self.root: Path = root  # member names are paths relative to it
         self.label = str(root)
 
     def read(self, name: str) -> bytes:
         return (self.root / name).read_bytes()
-
-    def path(self, name: str) -> Path | None:
-        return self.root / name
 
     def describe(self, name: str) -> str:
         return str(self.root / name)
@@ -112,12 +109,10 @@ class _Zip:
         self.zf = zf
         self.label = label
         self._owned = owned  # file objects to close with this zip
+        self.root: Path | None = None  # members are not files on disk
 
     def read(self, name: str) -> bytes:
         return self.zf.read(name)
-
-    def path(self, name: str) -> Path | None:
-        return None
 
     def describe(self, name: str) -> str:
         return f"{self.label}!{name}"
@@ -349,13 +344,13 @@ class Corpus:
 
     def local_root(self, utt: Utterance) -> Path | None:
         """The folder the utterance's member names are relative to (folder layouts), else None."""
-        c = self._containers[utt.container]
-        return c.root if isinstance(c, _Dir) else None
+        return self._containers[utt.container].root
 
     def local_path(self, utt: Utterance, kind: str = "wav") -> Path | None:
         """The file's path when it is a plain file on disk (folder layouts), else None."""
         name = utt.member(kind)
-        return None if name is None else self._containers[utt.container].path(name)
+        root = self.local_root(utt)
+        return None if name is None or root is None else root / name
 
     def close(self) -> None:
         for c in self._containers:
