@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import torch
 
+from vqkit.data.source import BatchSource
+
 
 def images_to_model_input(images: torch.Tensor) -> torch.Tensor:
     """uint8 (B, C, H, W) in [0, 255] -> float32 in [-0.5, 0.5] (the thesis's scaling)."""
@@ -17,7 +19,7 @@ def model_output_to_unit(x: torch.Tensor) -> torch.Tensor:
     return (x + 0.5).clamp_(0.0, 1.0)
 
 
-class ImageData:
+class ImageData(BatchSource):
     """A split of images as one uint8 tensor (N, C, H, W), batched by indexing.
 
     The order of a training epoch is a permutation drawn from ``(seed, epoch)``, so an
@@ -37,9 +39,6 @@ class ImageData:
     def to(self, device: torch.device) -> ImageData:
         """Keep the uint8 tensor on ``device`` (on a GPU, batches are then gathered there)."""
         return ImageData(self.images.to(device), self.name)
-
-    def num_batches(self, batch_size: int) -> int:
-        return -(-len(self) // batch_size)
 
     def epoch_order(self, epoch: int, seed: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)

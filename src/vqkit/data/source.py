@@ -13,11 +13,13 @@ Batch = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # data, or (data, mask
 @runtime_checkable
 class BatchSource(Protocol):
     """A split held in memory and batched by indexing (:class:`~vqkit.data.images.ImageData`,
-    :class:`~vqkit.data.speech.SpeechData`)."""
+    :class:`~vqkit.data.speech.SpeechData` subclass it and inherit :meth:`num_batches`)."""
 
     def __len__(self) -> int: ...
 
-    def num_batches(self, batch_size: int) -> int: ...
+    def num_batches(self, batch_size: int) -> int:
+        """Batches per epoch, the last one possibly short."""
+        return -(-len(self) // batch_size)
 
     def batches(self, batch_size: int, *, epoch: int | None = None, seed: int = 0,
                 start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:

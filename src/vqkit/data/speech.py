@@ -40,6 +40,7 @@ from vqkit.audio.cache import MANIFEST_NAME, MelCache, build_cache, cache_params
 from vqkit.audio.normalize import SILENCE, clip_frames
 from vqkit.audio.pipeline import prepare_mel_db
 from vqkit.config import RunConfig
+from vqkit.data.source import BatchSource
 from vqkit.errors import ConfigError, DataError
 
 __all__ = [
@@ -160,7 +161,7 @@ def select_ids(cache: MelCache, split: str) -> list[str]:
 # The source
 
 
-class SpeechData:
+class SpeechData(BatchSource):
     """Utterances on the model's scale, concatenated along time in one tensor (n_mels, total).
 
     Each batch is gathered by indexing (no per-utterance Python objects in the loop). A training
@@ -217,9 +218,6 @@ class SpeechData:
         new.__dict__.update(self.__dict__)
         new.data = self.data.to(device)
         return new
-
-    def num_batches(self, batch_size: int) -> int:
-        return -(-len(self) // batch_size)
 
     def epoch_order(self, epoch: int, seed: int) -> np.ndarray:
         return np.random.default_rng([seed % 2**63, epoch]).permutation(len(self))
