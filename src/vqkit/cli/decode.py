@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from vqkit.cli.common import add_run_arguments
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "decode", help="decode a code file back to images or audio",
         description="Decode a code file written by `vqkit encode` with the same run's model "
                     "(refused when the model's fingerprint differs) into PNG or WAV files.")
-    p.add_argument("run_dir", help="run directory written by `vqkit train`")
+    add_run_arguments(p, device="cpu", checkpoint=None,
+                      checkpoint_help="default: the checkpoint the codes were made with")
     p.add_argument("codes", metavar="CODES.npz", help="code file written by `vqkit encode`")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the decoded files")
-    p.add_argument("--checkpoint", choices=["best", "last"],
-                   help="default: the checkpoint the codes were made with")
-    p.add_argument("--device", default="cpu")
     p.set_defaults(func=run)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vqkit.cli.common import add_run_arguments
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -12,11 +14,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "model's downsampling) or WAV files (speech runs) with a run's model and "
                     "save their codes, in the smallest integer type, with the model's "
                     "fingerprint. Prints the rate: bits per pixel or bits per second.")
-    p.add_argument("run_dir", help="run directory written by `vqkit train`")
+    add_run_arguments(p, device="cpu")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or audio files")
     p.add_argument("--out", required=True, metavar="CODES.npz", help="code file to write")
-    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
-    p.add_argument("--device", default="cpu")
     p.set_defaults(func=run)
 
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from vqkit.cli.common import add_run_arguments
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("evaluate", help="evaluate a trained run on a split")
-    p.add_argument("run_dir", help="run directory written by `vqkit train`")
+    add_run_arguments(p, device="auto")
     p.add_argument("--data", help="data location (default: the one the run trained on)")
     p.add_argument("--split", default="val", help="val (default), test, train")
-    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--json", help="also write the metrics to this JSON file")
-    p.add_argument("--device", default="auto")
     p.add_argument("--max-items", type=int, default=0, help="evaluate only the first N items")
     p.set_defaults(func=run)
 

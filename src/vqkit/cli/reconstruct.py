@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vqkit.cli.common import add_run_arguments
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -12,11 +14,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "model's mel), OUT/IN.griffinlim.wav (Griffin-Lim of the true mel) and "
                     "OUT/IN.comparison.png (mels in dB). Image runs: OUT/IN.png and "
                     "OUT/IN.comparison.png. Names as `vqkit decode` writes them.")
-    p.add_argument("run_dir", help="run directory written by `vqkit train`")
+    add_run_arguments(p, device="auto")
     p.add_argument("inputs", nargs="+", metavar="IN", help="audio files (speech) or images")
     p.add_argument("--out", required=True, help="folder for the outputs (created)")
-    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
-    p.add_argument("--device", default="auto")
     p.set_defaults(func=run)
 
 

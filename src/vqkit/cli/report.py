@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vqkit.cli.common import add_run_arguments
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -12,11 +14,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "embedded) with the run's config and metrics, loss curves, codebook usage, "
                     "a sorted code-frequency histogram and reconstructions of a few "
                     "validation items (images, or utterances with audio players).")
-    p.add_argument("run_dir", help="run directory written by `vqkit train`")
+    add_run_arguments(p, device="cpu", checkpoint_help="checkpoint run for the code "
+                      "histogram and samples (default best)")
     p.add_argument("--out", help="where to write the page (default RUN_DIR/report.html)")
-    p.add_argument("--checkpoint", default="best", choices=["best", "last"],
-                   help="checkpoint run for the code histogram and samples (default best)")
-    p.add_argument("--device", default="cpu")
     p.add_argument("--no-samples", action="store_true",
                    help="saved artifacts only: no code histogram or samples from the checkpoint")
     p.add_argument("--items", type=int, default=None, metavar="N",
