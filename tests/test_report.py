@@ -96,6 +96,17 @@ class Browser:
             for m in messages:
                 self._replies.put(json.loads(m))
 
+    def _next_message(self, deadline: float, waiting_for: str) -> dict:
+        """The next message from Chromium; TimeoutError after ``deadline``, RuntimeError if it
+        exited."""
+        try:
+            message = self._replies.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            raise TimeoutError(f"{waiting_for}; {self.log()}") from None
+        if message is None:
+            raise RuntimeError(f"Chromium exited; {self.log()}")
+        return message
+
     def call(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
         self._next_id += 1
         msg: dict = {"id": self._next_id, "method": method, "params": params or {}}
@@ -104,12 +115,7 @@ class Browser:
         os.write(self._to_w, json.dumps(msg).encode() + b"\0")
         deadline = time.monotonic() + self.timeout_s
         while True:
-            try:
-                reply = self._replies.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                raise TimeoutError(f"{method}: no reply from Chromium; {self.log()}") from None
-            if reply is None:
-                raise RuntimeError(f"Chromium exited; {self.log()}")
+            reply = self._next_message(deadline, f"{method}: no reply from Chromium")
             if reply.get("id") == self._next_id:
                 if "error" in reply:
                     raise RuntimeError(f"{method}: {reply['error']}")
@@ -124,13 +130,7 @@ class Browser:
                 if e.get("method") == method and e.get("sessionId") == session:
                     return e
             seen = len(self.events)
-            try:
-                reply = self._replies.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                raise TimeoutError(f"waiting for {method}; {self.log()}") from None
-            if reply is None:
-                raise RuntimeError(f"Chromium exited; {self.log()}")
-            self.events.append(reply)
+            self.events.append(self._next_message(deadline, f"waiting for {method}"))
 
     def log(self) -> str:
         self.stderr.flush()
