@@ -35,8 +35,10 @@ from vqkit.config import apply_overrides, get_preset  # noqa: E402
 from vqkit.data.cifar10 import load_cifar10  # noqa: E402
 from vqkit.data.images import ImageData  # noqa: E402
 from vqkit.evaluation.images import evaluate_images  # noqa: E402
-from vqkit.models import build_model  # noqa: E402
-from vqkit.training.checkpoint import load_model  # noqa: E402
+from vqkit.models import (
+    build_model,  # noqa: E402
+    load_model,  # noqa: E402
+)
 from vqkit.training.train import train  # noqa: E402
 
 NOTEBOOK = "notebook"

@@ -50,7 +50,7 @@ from vqkit.audio.pipeline import prepare_mel_db  # noqa: E402
 from vqkit.config import apply_overrides, get_preset  # noqa: E402
 from vqkit.data.speech import open_speech_cache, select_ids  # noqa: E402
 from vqkit.evaluation.speech import evaluate_speech  # noqa: E402
-from vqkit.training.checkpoint import load_model  # noqa: E402
+from vqkit.models import load_model  # noqa: E402
 from vqkit.training.train import train  # noqa: E402
 from vqkit.utils import atomic_write_text  # noqa: E402
 

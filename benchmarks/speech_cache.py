@@ -1,4 +1,4 @@
-"""Mel caching: the thesis notebook's per-file pickles vs ``vqkit.audio.cache.build_cache``.
+"""Mel caching: the thesis notebook's per-file pickles vs ``vqkit cache`` (``build_mel_cache``).
 
 The notebook, per file: ``librosa.load(path, sr=16000)``, pad or cut to 5 s,
 ``librosa.feature.melspectrogram(n_fft=1024, hop_length=256, n_mels=128)``,
@@ -73,8 +73,8 @@ def measure(data: Path, limit: int = 0, workdir: Path | None = None) -> dict:
     import librosa
     import torch
 
-    from vqkit.audio.cache import build_cache
     from vqkit.config import get_preset
+    from vqkit.data.audio_sources import build_mel_cache as build_cache
 
     data = data.resolve()
     files = sorted(data.glob("*/wav/*.wav"))

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vqkit.audio.cache import build_cache, open_cache
+from vqkit.audio.cache import open_cache
 from vqkit.audio.mel import load_audio, mel_db_from_audio
 from vqkit.config import AudioConfig
+from vqkit.data.audio_sources import build_mel_cache
 from vqkit.data.subset import make_subset
 from vqkit.errors import ConfigError, DataError
 
@@ -35,7 +36,7 @@ def _make_data(root: Path, speakers=("AAA", "BBB"), n: int = 3) -> Path:
 
 
 def _build(data, out, cfg=CFG, **kw):
-    return build_cache(data, out, cfg, workers=kw.pop("workers", 1), progress=False, **kw)
+    return build_mel_cache(data, out, cfg, workers=kw.pop("workers", 1), progress=False, **kw)
 
 
 def _manifest(cache: Path) -> dict:

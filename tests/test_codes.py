@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from vqkit.checkpoint import checkpoint_dir, save_checkpoint
 from vqkit.cli import main
 from vqkit.codes import (
     bits_per_pixel,
@@ -29,8 +30,7 @@ from vqkit.codes import (
 from vqkit.config import get_preset
 from vqkit.data.images import images_to_model_input
 from vqkit.errors import DataError, VQKitError
-from vqkit.models import build_model
-from vqkit.training.checkpoint import checkpoint_dir, load_model, save_checkpoint
+from vqkit.models import build_model, load_model
 
 
 def make_run(path, preset="cifar10", seed=0, **quantizer):

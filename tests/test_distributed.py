@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from vqkit.training.checkpoint import load_checkpoint
+from vqkit.checkpoint import load_checkpoint
 
 
 def free_port() -> int:

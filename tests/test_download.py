@@ -22,14 +22,16 @@ import numpy as np
 import pytest
 
 from vqkit.data import cifar10
-from vqkit.data.cifar10 import ARCHIVE_NAME, BATCHES_DIR, load_cifar10, read_batch
-from vqkit.data.download import (
+from vqkit.data.cifar10 import (
+    ARCHIVE_NAME,
+    BATCHES_DIR,
     CIFAR10_FILES,
     download_cifar10,
-    download_url,
-    extract_tar_safely,
+    load_cifar10,
+    read_batch,
     verify_cifar10_dir,
 )
+from vqkit.data.download import download_url, extract_tar_safely
 from vqkit.errors import DataError
 
 N = 10  # images per fake batch

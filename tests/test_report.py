@@ -435,7 +435,7 @@ def _check_screenshot(shot: Path, dark: bool) -> None:
 
 
 def test_tensorboard_missing_is_a_clear_error(tmp_path, monkeypatch):
-    from vqkit.reports import tensorboard as tb
+    from vqkit.training import tensorboard as tb
 
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard -> ImportError
     with pytest.raises(VQKitError, match=r"vqkit\[tensorboard\]"):
@@ -469,8 +469,8 @@ def test_tensorboard_writer_converts_images_audio_and_logs_samples(image_run, tm
 
     from vqkit.data.cifar10 import load_cifar10
     from vqkit.data.images import ImageData
-    from vqkit.reports.tensorboard import TensorBoardWriter
-    from vqkit.training.checkpoint import load_model
+    from vqkit.models import load_model
+    from vqkit.training.tensorboard import TensorBoardWriter
 
     fake = FakeSummaryWriter()
     w = TensorBoardWriter(tmp_path / "tb", backend=fake)
@@ -495,8 +495,8 @@ def test_tensorboard_writer_converts_images_audio_and_logs_samples(image_run, tm
 
 def test_tensorboard_logs_speech_mels_and_audio(speech_run):
     from vqkit.data.speech import load_speech_data
-    from vqkit.reports.tensorboard import TensorBoardWriter
-    from vqkit.training.checkpoint import load_model
+    from vqkit.models import load_model
+    from vqkit.training.tensorboard import TensorBoardWriter
 
     model, cfg = load_model(speech_run)
     fake = FakeSummaryWriter()
@@ -514,7 +514,7 @@ def test_tensorboard_logs_speech_mels_and_audio(speech_run):
 
 def test_tensorboard_writes_event_files(tmp_path):
     pytest.importorskip("tensorboard", reason="optional: pip install 'vqkit[tensorboard]'")
-    from vqkit.reports.tensorboard import make_writer
+    from vqkit.training.tensorboard import make_writer
 
     w = make_writer(tmp_path)
     w.add_scalar("x", 1.0, 0)

@@ -5,11 +5,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from vqkit.checkpoint import load_checkpoint
 from vqkit.cli import main
 from vqkit.data.cifar10 import load_cifar10
 from vqkit.data.images import ImageData
 from vqkit.errors import VQKitError
-from vqkit.training.checkpoint import load_checkpoint, load_model
+from vqkit.models import load_model
 from vqkit.training.train import lr_factor, train
 
 
@@ -61,7 +62,7 @@ def test_checkpoint_write_is_atomic(cifar_root, tiny_image_config, tmp_path, mon
     train(cfg, tmp_path / "run", progress=False, data=data)
     before = load_file(tmp_path / "run" / "checkpoints" / "last" / "model.safetensors")
 
-    import vqkit.training.checkpoint as ck
+    import vqkit.checkpoint as ck
 
     def boom(*a, **k):
         raise OSError("disk full")

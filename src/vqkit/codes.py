@@ -376,7 +376,7 @@ def encode_files(
     CodeFile
         With ``rate()`` in bits per pixel (images) or bits per second (speech).
     """
-    from vqkit.training.checkpoint import load_model
+    from vqkit.models import load_model
     from vqkit.utils import resolve_device
 
     if not inputs:
@@ -475,7 +475,7 @@ def decode_file(
     ``which`` defaults to the checkpoint the codes were made with. Raises VQKitError when the
     model's fingerprint differs from the code file's; nothing is written then.
     """
-    from vqkit.training.checkpoint import load_model
+    from vqkit.models import load_model
     from vqkit.utils import resolve_device
 
     cf = load_codes(codes_path)

@@ -44,6 +44,7 @@ from vqkit.errors import ConfigError, DataError
 from vqkit.utils import atomic_write_text
 
 __all__ = [
+    "AudioSource",
     "CacheEntry",
     "CacheResult",
     "MelCache",
@@ -109,54 +110,16 @@ class CacheResult:
         return self.computed + self.reused
 
 
-# ---------------------------------------------------------------------------------------------
-# Listing the data
-
-
 @dataclass(frozen=True)
-class _Source:
-    id: str
+class AudioSource:
+    """One utterance to cache: its id, speaker, audio path (relative to the data folder) and
+    split. :mod:`vqkit.data.audio_sources` lists them for a data folder."""
+
+    id: str  # "<speaker>/<utt_id>"
     speaker: str
     utt_id: str
-    rel: str  # relative to the data folder
+    rel: str  # relative to the data folder, "/"-separated
     split: str
-
-
-def _list_sources(data: Path) -> list[_Source]:
-    """Utterances of ``data``: from ``metadata.csv`` (a subset) or its ``<SPK>/wav/*.wav``."""
-    from vqkit.data.subset import METADATA_NAME, read_metadata
-
-    if not data.is_dir():
-        raise DataError(f"{data}: not a folder (the cache reads audio files on disk; make one "
-                        f"with `vqkit subset` from zips)")
-    meta = data / METADATA_NAME
-    if meta.is_file():
-        sources = [_Source(f"{r.speaker}/{r.utt_id}", r.speaker, r.utt_id, r.path, r.split)
-                   for r in read_metadata(meta)]
-    else:
-        from vqkit.data.l2arctic import open_corpus
-
-        with open_corpus(data) as corpus:
-            sources = []
-            prefixes: dict[int, str | None] = {}  # container -> its path relative to data
-            for u in corpus.utterances():
-                if u.container not in prefixes:
-                    root = corpus.local_root(u)
-                    prefixes[u.container] = (None if root is None else
-                                             root.relative_to(data).as_posix())
-                prefix = prefixes[u.container]
-                if prefix is not None and u.wav is not None:
-                    rel = u.wav if prefix == "." else f"{prefix}/{u.wav}"
-                    sources.append(_Source(f"{u.speaker}/{u.utt_id}", u.speaker, u.utt_id, rel,
-                                           "train"))
-        if not sources:
-            raise DataError(f"{data}: holds only zips; the cache reads audio files on disk "
-                            f"(make a folder with `vqkit subset`)")
-    ids = [s.id for s in sources]
-    if len(set(ids)) != len(ids):
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        raise DataError(f"{meta}: duplicate utterance(s) {', '.join(dup[:5])}")
-    return sources
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,6 +207,7 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
 
 
 def build_cache(
+    sources: list[AudioSource],
     data: str | Path,
     out: str | Path,
     cfg: AudioConfig,
@@ -253,13 +217,14 @@ def build_cache(
     verify: bool = True,
     progress: bool = True,
 ) -> CacheResult:
-    """Compute the mel spectrogram (dB) of every utterance of ``data`` into the cache ``out``.
+    """Compute the mel spectrogram (dB) of every source into the cache ``out``.
 
     Parameters
     ----------
+    sources : list of AudioSource
+        The utterances (:func:`vqkit.data.audio_sources.list_audio_sources`); ids must be unique.
     data : str or Path
-        A subset folder (its ``metadata.csv`` lists the utterances and their splits) or any
-        folder laid out ``<SPK>/wav/*.wav`` (every utterance in split "train").
+        The folder the sources' paths are relative to.
     out : str or Path
         Cache folder, created if needed.
     cfg : AudioConfig
@@ -284,7 +249,6 @@ def build_cache(
     data, out = Path(data), Path(out)
     params = cache_params(cfg, dtype=dtype)
     phash = _hash(params)
-    sources = _list_sources(data)
     manifest_path = out / MANIFEST_NAME
     old = _read_manifest(manifest_path) or {}
     old_entries = {e["id"]: e for e in old.get("entries", [])}
@@ -295,7 +259,7 @@ def build_cache(
 
     entries: dict[str, dict[str, Any]] = {}
     bad: dict[str, dict[str, Any]] = {}
-    todo: list[tuple[_Source, dict[str, Any]]] = []
+    todo: list[tuple[AudioSource, dict[str, Any]]] = []
     data_s, out_s = str(data), str(out)
     for s in sources:
         base = {"id": s.id, "speaker": s.speaker, "utt_id": s.utt_id, "source": s.rel}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vqkit.audio.cache import build_cache
 from vqkit.config import DEFAULT_PRESET, apply_overrides, get_preset
+from vqkit.data.audio_sources import build_mel_cache
 from vqkit.errors import ConfigError
 
 
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     apply_overrides(cfg, args.overrides)
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
-    res = build_cache(args.data, args.out, cfg.audio, workers=args.workers, dtype=args.dtype,
+    res = build_mel_cache(args.data, args.out, cfg.audio, workers=args.workers, dtype=args.dtype,
                       verify=not args.no_verify, progress=not args.no_progress)
     for path, reason in res.bad:
         print(f"skipped {path}: {reason}", file=sys.stderr)

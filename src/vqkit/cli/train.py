@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             cfg.data.root = args.data
         result = train(cfg, args.out, progress=not args.no_progress,
                        tensorboard=args.tensorboard)
-    from vqkit.training.distributed import is_main_process
+    from vqkit.distributed import is_main_process
 
     if not is_main_process():
         return 0

@@ -9,11 +9,15 @@ when empty.
 from __future__ import annotations
 
 import pickle
+import shutil
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from vqkit.data.download import cache_dir, download_url, extract_tar_safely, replace_path
 from vqkit.errors import DataError
 
 BATCHES_DIR = "cifar-10-batches-py"
@@ -25,6 +29,13 @@ SPLIT_FILES = {
     "all": [f"data_batch_{i}" for i in range(1, 6)],
 }
 IMAGE_SHAPE = (3, 32, 32)
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+# Every file of the official cifar-10-batches-py/ folder that we read.
+CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
+NUM_CLASSES = 10
+_DATA_HINT = ("download cifar-10-python.tar.gz yourself and pass --data PATH (a folder holding "
+              "cifar-10-batches-py/, that folder, or the archive)")
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -119,8 +130,6 @@ def _batches_dir_in(root: Path) -> Path | None:
 def find_cifar10(root: str | Path | None = None, download: bool = True) -> Path:
     """The ``cifar-10-batches-py`` folder for ``root`` (see module doc), downloading or
     extracting into the cache when needed."""
-    from vqkit.data.download import cache_dir, download_cifar10, extract_tar_safely
-
     if root:
         root = Path(root).expanduser()
         if not root.exists():
@@ -175,3 +184,101 @@ def load_cifar10(
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
     return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+def verify_cifar10_dir(folder: str | Path, *, files: Iterable[str] = CIFAR10_FILES) -> None:
+    """Check that ``folder`` is a readable ``cifar-10-batches-py`` folder.
+
+    Checks structure, not checksums: local copies may legitimately differ from the official
+    files. Each batch must be readable by :func:`vqkit.data.cifar10.read_batch` (images
+    (N, 3, 32, 32) uint8, N labels in [0, 10)), and ``batches.meta`` must list 10 label names.
+
+    Parameters
+    ----------
+    folder : path
+        The ``cifar-10-batches-py`` folder.
+    files : iterable of str
+        The files to require; by default all of them (``data_batch_1`` … ``data_batch_5``,
+        ``test_batch``, ``batches.meta``). Pass a subset for copies without ``test_batch``.
+
+    Raises
+    ------
+    DataError
+        Naming the first missing or malformed file.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder")
+    files = list(files)
+    missing = [f for f in files if not (folder / f).is_file()]
+    if missing:
+        raise DataError(f"{folder / missing[0]}: missing (needed files: {', '.join(missing)})")
+    for name in files:
+        path = folder / name
+        if name == "batches.meta":
+            n_names = len(read_label_names(path))
+            if n_names != NUM_CLASSES:
+                raise DataError(f"{path}: {n_names} label names, expected {NUM_CLASSES}")
+            continue
+        _, labels = read_batch(path)
+        if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+            raise DataError(
+                f"{path}: labels must lie in [0, {NUM_CLASSES}), "
+                f"got {labels.min()}..{labels.max()}")
+
+
+def download_cifar10(
+    dest_root: str | Path, *, url: str = CIFAR10_URL, md5: str | None = CIFAR10_MD5
+) -> Path:
+    """Download, verify and unpack CIFAR-10 into ``dest_root``; return its batches folder.
+
+    The archive is kept as ``dest_root/cifar-10-python.tar.gz`` (a copy with the right md5
+    is reused, not fetched again) and unpacked safely into a temp folder; only a
+    ``cifar-10-batches-py/`` that passes :func:`verify_cifar10_dir` is renamed into place.
+    An existing ``dest_root/cifar-10-batches-py`` that passes verification is returned
+    as is; one that does not is replaced.
+
+    Parameters
+    ----------
+    dest_root : path
+        Usually :func:`cache_dir`.
+    url : str
+        Where to fetch ``cifar-10-python.tar.gz``.
+    md5 : str or None
+        Its expected hex md5 (None: not checked).
+
+    Returns
+    -------
+    Path
+        ``dest_root / "cifar-10-batches-py"``.
+
+    Raises
+    ------
+    DataError
+        When offline (with a hint to pass ``--data``), on a checksum mismatch, or when the
+        archive is unsafe, corrupt or not CIFAR-10.
+    """
+    dest_root = Path(dest_root).expanduser()
+    folder = dest_root / BATCHES_DIR
+    if folder.is_dir():
+        try:
+            verify_cifar10_dir(folder)
+            return folder
+        except DataError:
+            pass  # incomplete or damaged: fetch again and replace it below
+    archive = download_url(url, dest_root / ARCHIVE_NAME, md5=md5, hint=_DATA_HINT)
+    staging = Path(tempfile.mkdtemp(dir=dest_root, prefix=".cifar-10-extract-", suffix=".tmp"))
+    try:
+        extract_tar_safely(archive, staging / "out")
+        extracted = staging / "out" / BATCHES_DIR
+        if not extracted.is_dir():
+            raise DataError(f"{archive}: archive holds no {BATCHES_DIR}/ folder")
+        try:
+            verify_cifar10_dir(extracted)
+        except DataError as e:
+            message = str(e).replace(str(extracted), BATCHES_DIR)
+            raise DataError(f"{archive}: not a valid CIFAR-10 archive: {message}") from None
+        replace_path(extracted, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder

@@ -1,4 +1,4 @@
-"""Download cache, checksum-verified downloads and safe archive extraction.
+"""Download cache, checksum-verified downloads and safe archive extraction (any dataset).
 
 Nothing here leaves a half-written file or folder where a reader looks: downloads stream into
 a hidden temp file beside their destination and extraction goes into a hidden temp folder,
@@ -18,34 +18,21 @@ import tempfile
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Iterable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from vqkit.errors import DataError
 
 __all__ = [
-    "CIFAR10_FILES",
-    "CIFAR10_MD5",
-    "CIFAR10_URL",
     "cache_dir",
-    "download_cifar10",
     "download_url",
     "extract_tar_safely",
     "file_md5",
-    "verify_cifar10_dir",
+    "replace_path",
 ]
 
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
-# Every file of the official cifar-10-batches-py/ folder that we read.
-CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
-NUM_CLASSES = 10
 
 _CHUNK = 1 << 20  # bytes per read while streaming and hashing
-_DATA_HINT = (
-    "download cifar-10-python.tar.gz yourself and pass --data PATH "
-    "(a folder holding cifar-10-batches-py/, that folder, or the archive)"
-)
+_DATA_HINT = "download the file yourself and pass --data PATH"  # unless the caller gives one
 
 
 def cache_dir() -> Path:
@@ -73,6 +60,7 @@ def download_url(
     md5: str | None,
     timeout_s: float = 60,
     progress: bool = True,
+    hint: str = _DATA_HINT,
 ) -> Path:
     """Download ``url`` to ``dest`` and check its md5, never leaving a partial ``dest``.
 
@@ -90,6 +78,8 @@ def download_url(
         Socket timeout in seconds, per blocking operation (connect, each read).
     progress : bool
         Show a tqdm progress bar on stderr (only when the server sends Content-Length).
+    hint : str
+        What the user can do instead, appended to network errors.
 
     Returns
     -------
@@ -111,7 +101,7 @@ def download_url(
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
-            got = _stream_to(url, out, dest, timeout_s=timeout_s, progress=progress)
+            got = _stream_to(url, out, dest, timeout_s=timeout_s, progress=progress, hint=hint)
             out.flush()
             os.fsync(out.fileno())
         if md5 is not None and got != md5.lower():
@@ -125,7 +115,8 @@ def download_url(
     return dest
 
 
-def _stream_to(url: str, out, dest: Path, *, timeout_s: float, progress: bool) -> str:
+def _stream_to(url: str, out, dest: Path, *, timeout_s: float, progress: bool,
+               hint: str) -> str:
     """Copy the body of ``url`` into the open file ``out``; return its hex md5."""
     h = hashlib.md5(usedforsecurity=False)
     n_bytes, total = 0, None
@@ -142,19 +133,19 @@ def _stream_to(url: str, out, dest: Path, *, timeout_s: float, progress: bool) -
                     bar.update(len(chunk))
     except urllib.error.HTTPError as e:
         raise DataError(
-            f"cannot download {url} (HTTP {e.code} {e.reason}); {_DATA_HINT}") from None
+            f"cannot download {url} (HTTP {e.code} {e.reason}); {hint}") from None
     except (urllib.error.URLError, TimeoutError, ConnectionError,
             http.client.HTTPException) as e:
         raise DataError(
             f"cannot download {url} ({_reason(e)}); you appear to be offline — "
-            f"{_DATA_HINT}") from None
+            f"{hint}") from None
     except OSError as e:  # writing the temp file: disk full, permissions
         raise DataError(f"{dest}: cannot write the download ({e.strerror or e})") from None
     # urllib returns a short body silently when the connection drops early.
     if total is not None and n_bytes != total:
         raise DataError(
             f"cannot download {url} (connection closed after {n_bytes} of {total} bytes); "
-            f"you appear to be offline — {_DATA_HINT}")
+            f"you appear to be offline — {hint}")
     return h.hexdigest()
 
 
@@ -216,7 +207,7 @@ def extract_tar_safely(archive: str | Path, dest: str | Path) -> None:
         _extract_members(archive, staging)
         if merge:
             for entry in staging.iterdir():
-                _replace(entry, dest / entry.name)
+                replace_path(entry, dest / entry.name)
             staging.rmdir()
         else:
             os.replace(staging, dest)
@@ -285,7 +276,7 @@ def _kind(member: tarfile.TarInfo) -> str:
     return f"special member (tar type {member.type!r})"
 
 
-def _replace(src: Path, target: Path) -> None:
+def replace_path(src: Path, target: Path) -> None:
     """Rename ``src`` onto ``target``; a folder at ``target`` is swapped out, then deleted."""
     if target.is_dir() and not target.is_symlink():
         trash = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old"))
@@ -299,109 +290,3 @@ def _replace(src: Path, target: Path) -> None:
             shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(src, target)
-
-
-# ------------------------------------------------------------------------------------------
-# CIFAR-10
-
-
-def verify_cifar10_dir(folder: str | Path, *, files: Iterable[str] = CIFAR10_FILES) -> None:
-    """Check that ``folder`` is a readable ``cifar-10-batches-py`` folder.
-
-    Checks structure, not checksums: local copies may legitimately differ from the official
-    files. Each batch must be readable by :func:`vqkit.data.cifar10.read_batch` (images
-    (N, 3, 32, 32) uint8, N labels in [0, 10)), and ``batches.meta`` must list 10 label names.
-
-    Parameters
-    ----------
-    folder : path
-        The ``cifar-10-batches-py`` folder.
-    files : iterable of str
-        The files to require; by default all of them (``data_batch_1`` … ``data_batch_5``,
-        ``test_batch``, ``batches.meta``). Pass a subset for copies without ``test_batch``.
-
-    Raises
-    ------
-    DataError
-        Naming the first missing or malformed file.
-    """
-    from vqkit.data.cifar10 import read_batch, read_label_names
-
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise DataError(f"{folder}: not a folder")
-    files = list(files)
-    missing = [f for f in files if not (folder / f).is_file()]
-    if missing:
-        raise DataError(f"{folder / missing[0]}: missing (needed files: {', '.join(missing)})")
-    for name in files:
-        path = folder / name
-        if name == "batches.meta":
-            n_names = len(read_label_names(path))
-            if n_names != NUM_CLASSES:
-                raise DataError(f"{path}: {n_names} label names, expected {NUM_CLASSES}")
-            continue
-        _, labels = read_batch(path)
-        if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-            raise DataError(
-                f"{path}: labels must lie in [0, {NUM_CLASSES}), "
-                f"got {labels.min()}..{labels.max()}")
-
-
-def download_cifar10(
-    dest_root: str | Path, *, url: str = CIFAR10_URL, md5: str | None = CIFAR10_MD5
-) -> Path:
-    """Download, verify and unpack CIFAR-10 into ``dest_root``; return its batches folder.
-
-    The archive is kept as ``dest_root/cifar-10-python.tar.gz`` (a copy with the right md5
-    is reused, not fetched again) and unpacked safely into a temp folder; only a
-    ``cifar-10-batches-py/`` that passes :func:`verify_cifar10_dir` is renamed into place.
-    An existing ``dest_root/cifar-10-batches-py`` that passes verification is returned
-    as is; one that does not is replaced.
-
-    Parameters
-    ----------
-    dest_root : path
-        Usually :func:`cache_dir`.
-    url : str
-        Where to fetch ``cifar-10-python.tar.gz``.
-    md5 : str or None
-        Its expected hex md5 (None: not checked).
-
-    Returns
-    -------
-    Path
-        ``dest_root / "cifar-10-batches-py"``.
-
-    Raises
-    ------
-    DataError
-        When offline (with a hint to pass ``--data``), on a checksum mismatch, or when the
-        archive is unsafe, corrupt or not CIFAR-10.
-    """
-    from vqkit.data.cifar10 import ARCHIVE_NAME, BATCHES_DIR
-
-    dest_root = Path(dest_root).expanduser()
-    folder = dest_root / BATCHES_DIR
-    if folder.is_dir():
-        try:
-            verify_cifar10_dir(folder)
-            return folder
-        except DataError:
-            pass  # incomplete or damaged: fetch again and replace it below
-    archive = download_url(url, dest_root / ARCHIVE_NAME, md5=md5)
-    staging = Path(tempfile.mkdtemp(dir=dest_root, prefix=".cifar-10-extract-", suffix=".tmp"))
-    try:
-        extract_tar_safely(archive, staging / "out")
-        extracted = staging / "out" / BATCHES_DIR
-        if not extracted.is_dir():
-            raise DataError(f"{archive}: archive holds no {BATCHES_DIR}/ folder")
-        try:
-            verify_cifar10_dir(extracted)
-        except DataError as e:
-            message = str(e).replace(str(extracted), BATCHES_DIR)
-            raise DataError(f"{archive}: not a valid CIFAR-10 archive: {message}") from None
-        _replace(extracted, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder

@@ -36,10 +36,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vqkit.audio.cache import MANIFEST_NAME, MelCache, build_cache, cache_params, open_cache
+from vqkit.audio.cache import MANIFEST_NAME, MelCache, cache_params, open_cache
 from vqkit.audio.normalize import SILENCE, clip_frames
 from vqkit.audio.pipeline import prepare_mel_db
 from vqkit.config import RunConfig
+from vqkit.data.audio_sources import build_mel_cache
 from vqkit.data.source import BatchSource
 from vqkit.errors import ConfigError, DataError
 
@@ -107,7 +108,7 @@ def open_speech_cache(cfg: RunConfig, *, progress: bool | None = None) -> tuple[
         progress = sys.stderr.isatty()
     # Sizes and times only for reused entries (fast); a corrupt entry still fails its checksum
     # when loaded, and load_speech_data then rebuilds with full verification.
-    res = build_cache(root, out, cfg.audio, verify=False, progress=progress)
+    res = build_mel_cache(root, out, cfg.audio, verify=False, progress=progress)
     if res.bad:
         path, reason = res.bad[0]
         more = f" and {len(res.bad) - 1} more" if len(res.bad) > 1 else ""
@@ -296,7 +297,7 @@ def load_speech_data(cfg: RunConfig, split: str, *, training: bool) -> SpeechDat
         if Path(cfg.data.root, MANIFEST_NAME).is_file():
             raise  # a cache folder given by the user: `vqkit cache` repairs it
         # An automatic cache with a corrupt entry: rebuild with checksums, then load again.
-        build_cache(cfg.data.root, cache.root, cfg.audio, verify=True, progress=False)
+        build_mel_cache(cfg.data.root, cache.root, cfg.audio, verify=True, progress=False)
         cache = open_cache(cache.root, cfg.audio)
         norms = _load_norms(cache, ids, cfg)
     clip = clip_frames(a, multiple=multiple)

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vqkit.training.checkpoint import find_checkpoint, load_model
+from vqkit.checkpoint import find_checkpoint
+from vqkit.models import load_model
 from vqkit.utils import atomic_write_text, resolve_device
 
 

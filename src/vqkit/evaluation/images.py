@@ -59,7 +59,7 @@ def evaluate_images(
         "bits_per_pixel": positions * q.bits_per_code / (h * w),
     }
     if grid_path is not None and first is not None:
-        from vqkit.reports.plots import plot_originals_over_reconstructions
+        from vqkit.figures.images import plot_originals_over_reconstructions
 
         plot_originals_over_reconstructions(first[0].numpy(), first[1].numpy(), grid_path)
     return result

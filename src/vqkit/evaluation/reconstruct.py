@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from vqkit.errors import DataError
-from vqkit.training.checkpoint import load_model
+from vqkit.models import load_model
 from vqkit.utils import resolve_device
 
 __all__ = ["reconstruct_files", "reconstruct_wav", "reconstruct_image"]
@@ -42,7 +42,7 @@ def reconstruct_wav(model, cfg, path: Path, out_dir: Path, stem: str) -> list[Pa
     """
     from vqkit.audio.mel import audio_from_mel_db, load_audio, mel_db_from_audio
     from vqkit.audio.pipeline import MelInfo, model_output_to_mel_db, wav_to_model_input, write_wav
-    from vqkit.reports.speech_plots import plot_mel_comparison
+    from vqkit.figures.speech import plot_mel_comparison
 
     a = cfg.audio
     try:
@@ -75,7 +75,7 @@ def reconstruct_image(model, cfg, path: Path, out_dir: Path, stem: str) -> list[
     from PIL import Image, UnidentifiedImageError
 
     from vqkit.data.images import images_to_model_input, model_output_to_unit
-    from vqkit.reports.plots import plot_originals_over_reconstructions
+    from vqkit.figures.images import plot_originals_over_reconstructions
 
     try:
         with Image.open(path) as im:

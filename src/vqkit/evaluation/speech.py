@@ -230,7 +230,7 @@ def evaluate_speech(
         "bitrate_bps": bitrate_bps(a, downsampling=down, bits_per_code=q.bits_per_code),
     }
     if run_dir is not None:
-        from vqkit.reports.speech_plots import plot_mel_comparison, plot_speech_loss
+        from vqkit.figures.speech import plot_mel_comparison, plot_speech_loss
 
         run_dir = Path(run_dir)
         if plots:

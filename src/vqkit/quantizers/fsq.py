@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from vqkit.distributed import all_reduce_sum_
 from vqkit.quantizers.base import (
     Quantizer,
     QuantizerOutput,
@@ -21,7 +22,6 @@ from vqkit.quantizers.base import (
     channels_last,
     code_statistics,
 )
-from vqkit.training.distributed import all_reduce_sum_
 
 
 def round_ste(x: Tensor) -> Tensor:

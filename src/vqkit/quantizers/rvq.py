@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from vqkit.distributed import all_reduce_sum_, broadcast_
 from vqkit.quantizers.base import (
     Quantizer,
     QuantizerOutput,
@@ -19,7 +20,6 @@ from vqkit.quantizers.base import (
     straight_through,
 )
 from vqkit.quantizers.vq import VectorQuantizer
-from vqkit.training.distributed import all_reduce_sum_, broadcast_
 
 
 class ResidualVectorQuantizer(Quantizer):

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vqkit.distributed import all_reduce_sum_, broadcast_
 from vqkit.quantizers.base import (
     Quantizer,
     QuantizerOutput,
@@ -21,7 +22,6 @@ from vqkit.quantizers.base import (
     rotate_to,
     straight_through,
 )
-from vqkit.training.distributed import all_reduce_sum_, broadcast_
 
 
 def nearest_code(x: Tensor, embed: Tensor) -> Tensor:

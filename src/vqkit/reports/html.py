@@ -102,7 +102,7 @@ def gather(
 ) -> ReportData:
     """Read the run's artifacts; with ``live``, also run its checkpoint on a few items of its
     validation data for the code histogram and the samples."""
-    from vqkit.reports.plots import read_metrics
+    from vqkit.runlog import read_metrics
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -148,7 +148,7 @@ def gather(
 
 def _live_samples(data: ReportData, *, which: str, device: str, n_images: int,
                   n_utterances: int, hist_items: int, hist_utterances: int) -> None:
-    from vqkit.training.checkpoint import load_model
+    from vqkit.models import load_model
 
     dev = torch.device(device)
     model, cfg = load_model(data.run_dir, which, dev)

@@ -19,19 +19,19 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from vqkit.checkpoint import checkpoint_dir, load_checkpoint, save_checkpoint
 from vqkit.config import RunConfig
 from vqkit.data.source import BatchSource
-from vqkit.errors import VQKitError
-from vqkit.evaluation.metrics import code_histogram, histogram_stats
-from vqkit.models import build_model
-from vqkit.training.checkpoint import checkpoint_dir, load_checkpoint, save_checkpoint
-from vqkit.training.distributed import (
+from vqkit.distributed import (
     all_reduce_max_,
     get_rank,
     get_world_size,
     is_main_process,
     setup_distributed,
 )
+from vqkit.errors import VQKitError
+from vqkit.evaluation.metrics import code_histogram, histogram_stats
+from vqkit.models import build_model
 from vqkit.utils import resolve_device, seed_everything
 
 
@@ -169,7 +169,7 @@ def train(
     ``data`` may pass prepared ``(train, val)`` sources instead of loading them from ``cfg.data``.
     """
     from vqkit.data.loaders import load_training_data
-    from vqkit.reports.plots import plot_loss_curves
+    from vqkit.figures.curves import plot_loss_curves
 
     run_dir = Path(out_dir)
     ckpt = None
@@ -246,7 +246,7 @@ def train(
 
     writer = None
     if tensorboard and main:
-        from vqkit.reports.tensorboard import make_writer
+        from vqkit.training.tensorboard import make_writer
 
         writer = make_writer(run_dir)
 

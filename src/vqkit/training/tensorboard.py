@@ -76,7 +76,7 @@ class TensorBoardWriter:
         (Griffin-Lim).
         """
         from vqkit.data.images import model_output_to_unit
-        from vqkit.reports.plots import image_grid
+        from vqkit.figures.images import image_grid
 
         was_training = model.training
         model.eval()

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 
 from vqkit.audio.mel import frontend_params, mel_frequencies  # noqa: E402
 from vqkit.config import AudioConfig  # noqa: E402
-from vqkit.reports.plots import read_metrics  # noqa: E402
+from vqkit.runlog import read_metrics  # noqa: E402
 
 __all__ = ["plot_mel_comparison", "plot_speech_loss"]
 

@@ -112,16 +112,3 @@ def load_checkpoint(
         except Exception as e:  # torch raises several types for a bad file
             raise VQKitError(f"{path / 'state.pt'}: unreadable ({e})") from None
     return Checkpoint(path, config, model_state, state, meta)
-
-
-def load_model(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu"):
-    """The trained model of a run, in eval mode, and its config."""
-    from vqkit.models import build_model
-
-    ckpt = load_checkpoint(run_dir, which, with_state=False)
-    model = build_model(ckpt.config.model, ckpt.config.quantizer)
-    try:
-        model.load_state_dict(ckpt.model_state)
-    except RuntimeError as e:
-        raise VQKitError(f"{ckpt.path}: weights do not match the saved config ({e})") from None
-    return model.to(device).eval(), ckpt.config

@@ -1,0 +1,30 @@
+"""Load a trained model from a run directory's checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from vqkit.checkpoint import load_checkpoint
+from vqkit.config import RunConfig
+from vqkit.errors import VQKitError
+from vqkit.models.vqvae import build_model
+
+
+def load_model(run_dir: str | Path, which: str = "best",
+               device: str | torch.device = "cpu") -> tuple[torch.nn.Module, RunConfig]:
+    """The trained model of a run, in eval mode on ``device``, and its config.
+
+    Raises
+    ------
+    VQKitError
+        No checkpoint, an unreadable one, or weights that do not fit the saved config.
+    """
+    ckpt = load_checkpoint(run_dir, which, with_state=False)
+    model = build_model(ckpt.config.model, ckpt.config.quantizer)
+    try:
+        model.load_state_dict(ckpt.model_state)
+    except RuntimeError as e:
+        raise VQKitError(f"{ckpt.path}: weights do not match the saved config ({e})") from None
+    return model.to(device).eval(), ckpt.config
