@@ -105,6 +105,13 @@ class Quantizer(nn.Module):
     codebook_size: int  # distinct codes per stage
     num_quantizers: int = 1  # codes have a trailing axis of this size when > 1
 
+    def _init_projections(self, dim: int, codebook_dim: int) -> None:
+        """``project_in`` (dim -> codebook_dim) and ``project_out`` (back): learned linear maps
+        when the two differ, identities otherwise."""
+        needs = codebook_dim != dim
+        self.project_in = nn.Linear(dim, codebook_dim) if needs else nn.Identity()
+        self.project_out = nn.Linear(codebook_dim, dim) if needs else nn.Identity()
+
     def _init_usage_window(self, usage_window: int) -> None:
         k = max(1, self.num_quantizers)
         self.register_buffer(

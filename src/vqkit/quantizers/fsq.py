@@ -12,7 +12,7 @@ import numbers
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from vqkit.distributed import all_reduce_sum_
 from vqkit.quantizers.base import (
@@ -78,9 +78,7 @@ class FiniteScalarQuantizer(Quantizer):
         self.codebook_size = math.prod(levels)
         self.eps = eps
 
-        needs_proj = self.codebook_dim != dim
-        self.project_in = nn.Linear(dim, self.codebook_dim) if needs_proj else nn.Identity()
-        self.project_out = nn.Linear(self.codebook_dim, dim) if needs_proj else nn.Identity()
+        self._init_projections(dim, self.codebook_dim)
 
         basis = [math.prod(levels[:i]) for i in range(len(levels))]
         self.register_buffer("_levels", torch.tensor(levels, dtype=torch.long), persistent=False)

@@ -79,9 +79,7 @@ class ResidualVectorQuantizer(Quantizer):
         self.quantizer_dropout = quantizer_dropout
         self.rotation_trick = rotation_trick
 
-        needs_proj = self.codebook_dim != dim
-        self.project_in = nn.Linear(dim, self.codebook_dim) if needs_proj else nn.Identity()
-        self.project_out = nn.Linear(self.codebook_dim, dim) if needs_proj else nn.Identity()
+        self._init_projections(dim, self.codebook_dim)
         self.stages = nn.ModuleList(
             VectorQuantizer(self.codebook_dim, codebook_size, usage_window=usage_window,
                             **vq_kwargs)

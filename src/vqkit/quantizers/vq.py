@@ -124,9 +124,7 @@ class VectorQuantizer(Quantizer):
         self.usage_decay = usage_decay
         self.eps = eps
 
-        needs_proj = self.codebook_dim != dim
-        self.project_in = nn.Linear(dim, self.codebook_dim) if needs_proj else nn.Identity()
-        self.project_out = nn.Linear(self.codebook_dim, dim) if needs_proj else nn.Identity()
+        self._init_projections(dim, self.codebook_dim)
 
         embed = torch.empty(codebook_size, self.codebook_dim).uniform_(
             -1 / codebook_size, 1 / codebook_size)
