@@ -37,7 +37,8 @@ from vqkit.data.source import BatchSource
 from vqkit.data.speech import auto_cache_dir, load_speech_data, open_speech_cache, select_ids
 from vqkit.errors import DataError
 from vqkit.evaluation.speech import real_codes
-from vqkit.training.train import reconstruction_loss, train
+from vqkit.training.train import train
+from vqkit.training.vqvae_task import reconstruction_loss
 
 SPEAKERS = ("AAA", "BBB", "CCC")
 SR_IN = 8000

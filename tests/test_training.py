@@ -11,7 +11,8 @@ from vqkit.data.cifar10 import load_cifar10
 from vqkit.data.images import ImageData
 from vqkit.errors import VQKitError
 from vqkit.models import load_model
-from vqkit.training.train import lr_factor, train
+from vqkit.training.schedule import lr_factor
+from vqkit.training.train import train
 
 
 def data_for(root):
@@ -96,17 +97,17 @@ def test_corrupt_checkpoint_is_a_clear_error(cifar_root, tiny_image_config, tmp_
 def test_lr_schedules(tiny_image_config):
     cfg = tiny_image_config("cifar10-seed", epochs=10, lr_schedule="step", lr_step_epochs=2,
                             lr_gamma=0.5)
-    assert [lr_factor(cfg, s, 10) for s in (0, 19, 20, 45)] == [1.0, 1.0, 0.5, 0.25]
+    assert [lr_factor(cfg.train, s, 10) for s in (0, 19, 20, 45)] == [1.0, 1.0, 0.5, 0.25]
     cfg.train.lr_schedule, cfg.train.warmup_steps = "cosine", 10
-    assert lr_factor(cfg, 0, 10) == pytest.approx(0.1, rel=1e-3)
-    assert lr_factor(cfg, 50, 10) == pytest.approx(0.5)
-    assert lr_factor(cfg, 100, 10) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(cfg.train, 0, 10) == pytest.approx(0.1, rel=1e-3)
+    assert lr_factor(cfg.train, 50, 10) == pytest.approx(0.5)
+    assert lr_factor(cfg.train, 100, 10) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_time_budget_anneals_the_cosine_and_resumes_from_its_progress(
         cifar_root, tiny_image_config, tmp_path, monkeypatch):
     """Given max_minutes, the cosine reaches its end when the budget does, not at the epochs."""
-    import vqkit.training.train as train_module
+    import vqkit.training.loop as loop_module
 
     calls = []
 
@@ -114,7 +115,7 @@ def test_time_budget_anneals_the_cosine_and_resumes_from_its_progress(
         calls.append(1)
         return 6.0 * len(calls)
 
-    monkeypatch.setattr(train_module, "_elapsed_s", fake_elapsed_s)
+    monkeypatch.setattr(loop_module, "_elapsed_s", fake_elapsed_s)
     cfg = tiny_image_config("cifar10", epochs=100, max_minutes=1.0)  # 800 steps by epochs
     data = data_for(cifar_root)
     res = train(cfg, tmp_path / "run", progress=False, data=data)
@@ -129,7 +130,7 @@ def test_time_budget_anneals_the_cosine_and_resumes_from_its_progress(
     stop = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert stop["kind"] == "stop" and stop["step"] == 10
     best = load_checkpoint(tmp_path / "run", "best").state
-    assert best["best_val_recon"] == min(stop["val_recon"], res.history[0]["val_recon"])
+    assert best["best_val"] == min(stop["val_recon"], res.history[0]["val_recon"])
     assert best["step"] == (10 if stop["val_recon"] < res.history[0]["val_recon"] else 8)
     # resumed without a budget, the schedule does not jump back to its step-based value
     resumed = train(None, tmp_path / "run", resume=True, overrides={"max_steps": 12},
@@ -140,7 +141,7 @@ def test_time_budget_anneals_the_cosine_and_resumes_from_its_progress(
              .splitlines() if json.loads(x)["kind"] == "step"]
     assert steps[-1]["step"] == 12 and steps[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
     # without a budget the clock plays no part
-    assert lr_factor(cfg, 400, 8) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_factor(cfg.train, 400, 8) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
 
 
 def test_num_threads_is_applied(cifar_root, tiny_image_config, tmp_path):
@@ -202,7 +203,7 @@ def test_best_checkpoint_has_the_lowest_val_reconstruction(cifar_root, tiny_imag
     recons = [r["val_recon"] for r in res.history]
     best_epoch = 1 + recons.index(min(recons))
     assert load_checkpoint(tmp_path / "run", "best").meta["epoch"] == best_epoch
-    assert res.best_val_recon == min(recons)
+    assert res.best_val == min(recons) and res.best_metric == "val_recon"
 
 
 def test_data_sources_follow_the_batch_source_protocol(cifar_root):

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     last = result.history[-1] if result.history else {}
     print(f"stopped after {result.epoch} epochs, {result.step} steps ({result.stopped}); "
-          f"best val reconstruction MSE {result.best_val_recon:.5f}; run in {result.run_dir}")
+          f"best {result.best_label} {result.best_val:.5f}; run in {result.run_dir}")
     if last:
         print(f"last epoch: val perplexity {last.get('val_perplexity', float('nan')):.1f}, "
               f"codebook usage {last.get('val_usage', float('nan')):.3f}")

@@ -100,6 +100,7 @@ class TrainConfig:
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
     num_threads: int = 0  # CPU threads for torch; 0: torch's default (one per core)
     channels_last: bool = True  # faster convolutions on CPU and GPU, same results up to rounding
+    precision: str = "fp32"  # "fp32", or "bf16": autocast (quantizer distances stay fp32)
     checkpoint_every_steps: int = 0  # also checkpoint every this many steps; 0: each epoch only
     log_every_steps: int = 20
     val_max_batches: int = 0  # cap validation batches per epoch; 0: the whole split

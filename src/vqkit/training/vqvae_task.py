@@ -1,0 +1,91 @@
+"""What the VQ-VAE brings to the training loop: its loss on a batch and its validation."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vqkit.config import RunConfig
+from vqkit.data.source import Batch, BatchSource
+from vqkit.evaluation.metrics import code_histogram, histogram_stats
+from vqkit.training.loop import Meter
+
+__all__ = ["VQVAETask", "reconstruction_loss", "split_batch"]
+
+
+def reconstruction_loss(xhat: Tensor, x: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean squared error, over the positions where ``mask`` (broadcastable to x) is true."""
+    if mask is None:
+        return F.mse_loss(xhat, x)
+    mask = mask.expand_as(x).to(x.dtype)
+    return ((xhat - x) ** 2 * mask).sum() / mask.sum().clamp_min(1)
+
+
+def split_batch(batch: Batch) -> tuple[Tensor, Tensor | None]:
+    """Data sources yield a tensor, or (tensor, mask of real positions)."""
+    return batch if isinstance(batch, tuple) else (batch, None)
+
+
+class VQVAETask:
+    """Loss = ``recon_weight * MSE`` (over real positions) + the quantizer's loss terms;
+    "best" = the lowest validation reconstruction MSE (with EMA codebooks the commitment term
+    grows as the encoder spreads over more codes, which says nothing about quality)."""
+
+    best_metric = "val_recon"
+    best_label = "val reconstruction MSE"
+
+    def __init__(self, cfg: RunConfig, device: torch.device) -> None:
+        self.cfg, self.device = cfg, device
+
+    def _input(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        x, mask = split_batch(batch)
+        x = x.to(self.device, non_blocking=True)
+        if self.cfg.train.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, None if mask is None else mask.to(self.device)
+
+    def _losses(self, model: nn.Module, x: Tensor, mask: Tensor | None):
+        xhat, out = model(x)
+        recon = reconstruction_loss(xhat, x, mask)
+        return self.cfg.train.recon_weight * recon + out.loss, recon, out
+
+    def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, Tensor], int]:
+        x, mask = self._input(batch)
+        loss, recon, out = self._losses(model, x, mask)
+        values = {"loss": loss.detach(), "recon": recon.detach(), "vq": out.loss.detach(),
+                  **{k: v.detach() for k, v in out.losses.items()}, **out.metrics}
+        return loss, values, x.shape[0]
+
+    @torch.no_grad()
+    def validate(self, model: nn.Module, data: BatchSource) -> dict[str, float]:
+        """Mean losses over the validation split (at most ``val_max_batches`` batches), and
+        perplexity/usage of its whole code histogram."""
+        t = self.cfg.train
+        model.eval()
+        sums = Meter()
+        counts = None
+        q = model.quantizer
+        for i, batch in enumerate(data.batches(t.batch_size)):
+            if t.val_max_batches and i >= t.val_max_batches:
+                break
+            x, mask = self._input(batch)
+            loss, recon, out = self._losses(model, x, mask)
+            sums.add({"recon": recon, "vq": out.loss, "loss": loss})
+            c = code_histogram(out.codes, q.codebook_size, q.num_quantizers)
+            counts = c if counts is None else counts + c
+        model.train()
+        res = {f"val_{k}": v for k, v in sums.means().items()}
+        if counts is not None:
+            res["val_perplexity"], res["val_usage"] = histogram_stats(counts)
+        return res
+
+    def log_values(self, model: nn.Module) -> dict[str, float]:
+        return {"window_usage": model.quantizer.window_usage()}
+
+    def summary(self, record: dict[str, Any]) -> str:
+        return (f"val perplexity {record.get('val_perplexity', math.nan):.1f}  "
+                f"usage {record.get('val_usage', math.nan):.2f}")
