@@ -35,10 +35,7 @@ from vqkit.config import apply_overrides, get_preset  # noqa: E402
 from vqkit.data.cifar10 import load_cifar10  # noqa: E402
 from vqkit.data.images import ImageData  # noqa: E402
 from vqkit.evaluation.images import evaluate_images  # noqa: E402
-from vqkit.models import (
-    build_model,  # noqa: E402
-    load_model,  # noqa: E402
-)
+from vqkit.models import build_model, load_model  # noqa: E402
 from vqkit.training.train import train  # noqa: E402
 
 NOTEBOOK = "notebook"
@@ -143,7 +140,7 @@ def run_quality_jobs(jobs: list[tuple[str, list[str], Path]], data: str, epochs:
         return [f.result() for f in futures]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", default="../shared/data")
     p.add_argument("--epochs", type=int, default=5, help="training epochs for the quality run")
@@ -159,7 +156,7 @@ def main() -> int:
                         "quality only - throughput rounds always run one at a time")
     p.add_argument("--json", default="benchmarks/results/cifar10.json")
     p.add_argument("--work", default="", help="where trained runs go (default: a temp dir)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
     contenders = args.contenders.split(",")
     train_imgs, _ = load_cifar10(args.data, "train")

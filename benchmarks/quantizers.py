@@ -20,6 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cifar10 import run_quality_jobs  # noqa: E402
 
+from vqkit.data.cifar10 import load_cifar10  # noqa: E402
+
 THESIS_VQ = ["quantizer.ema_decay=0", "quantizer.kmeans_init=false",
              "quantizer.dead_code_threshold=0"]
 VARIANTS: dict[str, list[str]] = {
@@ -39,7 +41,7 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name)[:60]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", default="../shared/data")
     p.add_argument("--epochs", type=int, default=5)
@@ -48,13 +50,16 @@ def main() -> int:
     p.add_argument("--json", default="benchmarks/results/quantizers.json")
     p.add_argument("--work", default="")
     p.add_argument("--jobs", type=int, default=1, help="variants trained at once (1 thread each)")
-    args = p.parse_args()
+    p.add_argument("--set", action="append", default=[],
+                   help="override applied to every variant, e.g. model.hidden_channels=64")
+    args = p.parse_args(argv)
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="vqkit-quant-"))
     out_path = Path(args.json)
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
     results.setdefault("variants", {})
-    results.update({"epochs": args.epochs, "train_images": 40000,
+    n_train = len(load_cifar10(args.data, "train")[1])
+    results.update({"epochs": args.epochs, "train_images": n_train, "overrides": args.set,
                     "recipe": "cifar10 preset train section", "network": "thesis (8x8 grid)"})
     wanted = args.only
     names = [n for n in VARIANTS if not wanted or any(w in n for w in wanted)]
@@ -62,7 +67,8 @@ def main() -> int:
     # survive an interrupted run.
     for i in range(0, len(names), max(1, args.jobs)):
         chunk = names[i:i + max(1, args.jobs)]
-        outs = run_quality_jobs([("cifar10", VARIANTS[n], work / slug(n)) for n in chunk],
+        outs = run_quality_jobs([("cifar10", VARIANTS[n] + args.set, work / slug(n))
+                                 for n in chunk],
                                 args.data, args.epochs, args.jobs)
         for name, m in zip(chunk, outs, strict=True):
             results["variants"][name] = {"overrides": VARIANTS[name], **m}
@@ -71,7 +77,7 @@ def main() -> int:
         out_path.write_text(json.dumps(results, indent=2) + "\n")
 
     print(f"\nCIFAR-10 val (data_batch_5) after {args.epochs} epochs "
-          f"({args.epochs * 40000:,} images), thesis network, cifar10 recipe\n")
+          f"({args.epochs * n_train:,} images), thesis network, cifar10 recipe\n")
     print("| quantizer | MSE | PSNR (dB) | SSIM | usage | perplexity | bits/image |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, m in results["variants"].items():

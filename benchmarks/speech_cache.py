@@ -82,6 +82,8 @@ def measure(data: Path, limit: int = 0, workdir: Path | None = None) -> dict:
         files = files[:limit]
     if not files:
         raise SystemExit(f"no <SPK>/wav/*.wav under {data}")
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="vqkit-bench-", dir=workdir))
     try:
         # The same files for both: a folder of links to the chosen ones.

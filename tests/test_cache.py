@@ -11,7 +11,8 @@ import pytest
 import soundfile as sf
 
 from vqkit.audio.cache import open_cache
-from vqkit.audio.mel import load_audio, mel_db_from_audio
+from vqkit.audio.io import load_audio
+from vqkit.audio.mel import mel_db_from_audio
 from vqkit.config import AudioConfig
 from vqkit.data.audio_sources import build_mel_cache
 from vqkit.data.subset import make_subset

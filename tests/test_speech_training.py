@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 import torch
 from safetensors.torch import load_file
 
@@ -296,7 +297,8 @@ def test_evaluate_cli_reports_all_metrics_and_writes_figures(trained_run, corpus
                 "n_utterances"):
         assert key in m and np.isfinite(m[key]), key
     assert m["n_utterances"] == 4 and m["stoi_utterances"] >= 2
-    assert -0.2 <= m["stoi"] <= 1.0 and 0.3 <= m["stoi_oracle"] <= 1.0
+    # two epochs of a tiny model: far below the vocoder's ceiling, which is itself high
+    assert 0 <= m["stoi"] < m["stoi_oracle"] and 0.5 <= m["stoi_oracle"] <= 1.0
     assert 0 < m["codebook_usage"] <= 1 and m["mel_l1_db"] > 0
     for name in ("speech_reconstruction.png", "speech_loss.png"):
         assert (trained_run / name).stat().st_size > 5000
@@ -326,15 +328,47 @@ def test_reconstruct_bad_input_is_one_line_exit_2(trained_run, tmp_path, capsys,
 
 
 def test_wav_pipeline_round_trip_with_json_info():
+    """wav -> model input is the normalised mel of the wave (padding = silence), and model
+    input -> wav (Griffin-Lim) gives back a wave whose mel is close to the original's."""
+    from vqkit.audio.mel import mel_db_from_audio
+    from vqkit.audio.normalize import normalize_mel_db
+
     cfg = get_preset("l2arctic")
-    cfg.audio.griffin_lim_iters = 4
-    y = np.random.default_rng(4).standard_normal(16000 // 3).astype(np.float32) * 0.1
+    y = tone(0.7, 150, seed=1)
+    y = soxr.resample(y, SR_IN, cfg.audio.sample_rate).astype(np.float32)
     x, info = wav_to_model_input(y, cfg)
-    assert x.shape[:3] == (1, 1, 128) and x.shape[-1] % 4 == 0
     info = json.loads(json.dumps(info))  # as stored beside codes
-    assert info["n_frames"] == 1 + len(y) // 256 and info["stats"] is None
+    n = 1 + len(y) // 256
+    assert info["n_frames"] == n and info["n_samples"] == len(y) and info["stats"] is None
+    assert x.shape == (1, 1, 128, -(-n // 4) * 4)
+    expected, _ = normalize_mel_db(mel_db_from_audio(y, cfg.audio), cfg.audio)
+    assert np.allclose(x[0, 0, :, :n].numpy(), expected, atol=1e-6)
+    assert (x[0, 0, :, n:] == -1).all()
     out = model_output_to_wav(x, cfg, info)
     assert out.shape == y.shape and out.dtype == np.float32
+    loud = expected > -0.6  # bins within ~50 dB of the top: where the tone is
+    back, _ = normalize_mel_db(mel_db_from_audio(out, cfg.audio), cfg.audio)
+    err_db = np.abs(back - expected)[loud].mean() * (cfg.audio.max_db - cfg.audio.min_db) / 2
+    assert err_db < 3.0, err_db
     seed = get_preset("l2arctic-seed")
     x, info = wav_to_model_input(y, seed)
     assert x.shape[-1] == 316 and len(info["stats"]) == 2
+
+
+def test_stoi_groups_score_identical_signals_at_the_top_and_noise_lower():
+    from vqkit.evaluation.speech import StoiGroups
+
+    sr = 16000
+    rng = np.random.default_rng(0)
+    clips = [soxr.resample(tone(0.45, 120 + 30 * k, seed=k), SR_IN, sr).astype(np.float32)
+             for k in range(5)]
+    groups = StoiGroups(sr)
+    for c in clips:
+        noisy = c + 0.3 * rng.standard_normal(len(c)).astype(np.float32) * float(np.std(c))
+        groups.add(c, noisy, c)  # reconstruction: noisy; "oracle": the clean clip itself
+    groups.finish()
+    # 0.45 s clips: a group closes at >= 1 s (3 clips); the last 2 clips (0.9 s) are scored on
+    # finish only if pystoi finds enough frames in them
+    assert groups.utterances in (3, 5) and len(groups.stoi) == len(groups.stoi_oracle) >= 1
+    assert all(o > 0.99 for o in groups.stoi_oracle)
+    assert all(0.2 < s < 0.95 for s in groups.stoi)

@@ -206,9 +206,24 @@ def test_best_checkpoint_has_the_lowest_val_reconstruction(cifar_root, tiny_imag
     assert res.best_val == min(recons) and res.best_metric == "val_recon"
 
 
-def test_data_sources_follow_the_batch_source_protocol(cifar_root):
+def test_image_batches_cover_each_image_once_per_epoch_and_resume_mid_epoch(cifar_root):
+    """What the loop relies on: an epoch is a permutation of the split drawn from (seed, epoch),
+    ``start`` resumes it at a batch, and ranks split every batch between them."""
     from vqkit.data.source import BatchSource
 
-    train_data, val_data = data_for(cifar_root)
-    assert isinstance(train_data, BatchSource) and isinstance(val_data, BatchSource)
-    assert not isinstance(object(), BatchSource)
+    train_data, _ = data_for(cifar_root)
+    assert isinstance(train_data, BatchSource)
+    assert train_data.num_batches(8) == 8 and train_data.num_batches(10) == 7  # 64 images
+    flat = train_data.images.float().div(255).sub(0.5).flatten(1)
+
+    def ids(batches):  # which image each row is (images are distinct)
+        return [int(((flat - row.flatten()) ** 2).sum(1).argmin()) for b in batches for row in b]
+
+    epoch0 = ids(train_data.batches(10, epoch=0, seed=3))
+    assert sorted(epoch0) == list(range(64))
+    assert ids(train_data.batches(10, epoch=0, seed=3)) == epoch0  # same (seed, epoch)
+    assert ids(train_data.batches(10, epoch=1, seed=3)) != epoch0  # reshuffled
+    assert ids(train_data.batches(10, epoch=0, seed=3, start=4)) == epoch0[40:]
+    ranks = [ids(train_data.batches(10, epoch=0, seed=3, rank=r, world_size=2)) for r in (0, 1)]
+    assert sorted(ranks[0] + ranks[1]) == list(range(64)) and not set(ranks[0]) & set(ranks[1])
+    assert ids(train_data.batches(10)) == list(range(64))  # unshuffled: in order

@@ -436,7 +436,7 @@ def _encode_image(model, cfg, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
 def _encode_audio(model, cfg, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     """The codes of one audio file, and what decoding needs: the pipeline's side information
     (real frames, samples, per-utterance statistics)."""
-    from vqkit.audio.mel import load_audio
+    from vqkit.audio.io import load_audio
     from vqkit.audio.pipeline import wav_to_model_input
 
     sr = cfg.audio.sample_rate

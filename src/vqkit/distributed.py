@@ -3,6 +3,8 @@ training runs in a single process."""
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
 
@@ -53,8 +55,6 @@ def barrier() -> None:
 def setup_distributed(device: torch.device) -> torch.device:
     """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1) and return this
     rank's device; a single process gets ``device`` back unchanged."""
-    import os
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1 or is_distributed():
         return device

@@ -1,16 +1,14 @@
-"""Mel frontend and its inverse: audio -> mel power (dB) -> audio, batched in torch.
+"""Mel frontend: audio -> mel power (dB), batched in torch (the inverse is
+:mod:`vqkit.audio.griffinlim`, file reading :mod:`vqkit.audio.io`).
 
-Forward: :func:`load_audio` (soundfile, mono, resampled with soxr), :func:`stft_magnitude`,
-:func:`mel_filterbank` (librosa-compatible Slaney mel scale and norm), :func:`melspectrogram`,
-:func:`power_to_db`. Inverse: :func:`db_to_power`, :func:`mel_to_stft` (non-negative least
-squares), :func:`griffin_lim` (fast Griffin-Lim with momentum, Perraudin, Balazs and Sondergaard,
-"A fast Griffin-Lim algorithm", WASPAA 2013), :func:`mel_to_audio`.
+:func:`stft_magnitude`, :func:`mel_filterbank` (librosa-compatible Slaney mel scale and norm),
+:func:`melspectrogram`, :func:`power_to_db` and its inverse :func:`db_to_power`.
 
 Array functions accept a numpy array or a torch tensor and return the same kind; leading batch
 dimensions are allowed everywhere. The STFT matches ``librosa.stft`` (periodic Hann window,
 ``center=True`` with zero padding); mel spectrograms match ``librosa.feature.melspectrogram``.
 
-:func:`mel_db_from_audio` and :func:`audio_from_mel_db` take an
+:func:`mel_db_from_audio` and :func:`vqkit.audio.griffinlim.audio_from_mel_db` take an
 :class:`~vqkit.config.AudioConfig` and are the two directions every other module uses.
 """
 
@@ -20,20 +18,14 @@ import functools
 import math
 import warnings
 from collections.abc import Callable
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
-import soundfile as sf
-import soxr
 import torch
 
 from vqkit.config import AudioConfig
-from vqkit.errors import DataError
 
 __all__ = [
-    "load_audio",
-    "resample",
     "stft_magnitude",
     "hz_to_mel",
     "mel_to_hz",
@@ -42,93 +34,14 @@ __all__ = [
     "melspectrogram",
     "power_to_db",
     "db_to_power",
-    "mel_to_stft",
-    "griffin_lim",
-    "mel_to_audio",
     "frontend_params",
     "mel_db_from_audio",
-    "audio_from_mel_db",
     "AMIN",
 ]
 
 Array = np.ndarray | torch.Tensor
 
 AMIN = 1e-10  # floor of the power before taking dB: 10 * log10(1e-10) = -100 dB
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading and resampling
-
-
-def load_audio(path: str | Path | IO[bytes], *, sample_rate: int) -> np.ndarray:
-    """Read an audio file as float32 mono at ``sample_rate``.
-
-    Parameters
-    ----------
-    path : str, Path or binary file object
-        Any format libsndfile reads (WAV, FLAC, OGG, ...).
-    sample_rate : int > 0
-        Target sampling rate in Hz; the file is resampled with soxr (HQ) when it differs.
-
-    Returns
-    -------
-    y : np.ndarray, shape=(samples,), float32
-        Mono signal. Two channels are averaged to mono; more than two are an error.
-
-    Raises
-    ------
-    DataError
-        Naming the file, when it is unreadable, empty, has more than two channels or holds
-        non-finite samples.
-    """
-    name = str(getattr(path, "name", path))
-    try:
-        data, file_sr = sf.read(path, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
-        if isinstance(path, (str, Path)) and Path(path).is_file() and not Path(path).stat().st_size:
-            raise DataError(f"{name}: empty file (0 bytes)") from None
-        raise DataError(f"{name}: unreadable audio ({e})") from None
-    except OSError as e:
-        raise DataError(f"{name}: cannot read ({e.strerror or e})") from None
-    if data.shape[0] == 0:
-        raise DataError(f"{name}: empty audio (0 samples)")
-    if data.shape[1] > 2:
-        raise DataError(f"{name}: {data.shape[1]} channels; expected mono or stereo")
-    if not np.isfinite(data).all():
-        raise DataError(f"{name}: non-finite samples (NaN or Inf)")
-    y = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
-    return resample(y, orig_sample_rate=int(file_sr), target_sample_rate=sample_rate)
-
-
-def resample(
-    y: np.ndarray, *, orig_sample_rate: int, target_sample_rate: int, quality: str = "HQ"
-) -> np.ndarray:
-    """Resample with soxr along the last axis.
-
-    Parameters
-    ----------
-    y : np.ndarray, shape=(..., samples)
-    orig_sample_rate, target_sample_rate : int > 0
-        In Hz.
-    quality : str
-        soxr quality: "QQ", "LQ", "MQ", "HQ" (librosa's ``soxr_hq``) or "VHQ".
-
-    Returns
-    -------
-    np.ndarray, shape=(..., ceil(samples * target / orig)), float32
-    """
-    y = np.asarray(y, dtype=np.float32)
-    if orig_sample_rate <= 0 or target_sample_rate <= 0:
-        raise ValueError(f"sample rates must be > 0, got {orig_sample_rate}, {target_sample_rate}")
-    if orig_sample_rate == target_sample_rate:
-        return y
-    if y.ndim == 1:
-        return soxr.resample(y, orig_sample_rate, target_sample_rate, quality=quality)
-    # soxr takes (samples, channels): resample all leading rows as channels in one call
-    flat = y.reshape(-1, y.shape[-1])
-    out = soxr.resample(np.ascontiguousarray(flat.T), orig_sample_rate, target_sample_rate,
-                        quality=quality)
-    return np.ascontiguousarray(out.T).reshape(*y.shape[:-1], -1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,148 +297,6 @@ def db_to_power(S_db: Array, *, ref: float = 1.0) -> Array:
 
 
 # ---------------------------------------------------------------------------------------------
-# Inverse: mel -> linear STFT magnitude -> audio
-
-
-def mel_to_stft(
-    M: Array, *, sample_rate: int = 16000, n_fft: int = 1024, fmin: float = 0.0,
-    fmax: float | None = None, power: float = 2.0, method: str = "nnls", n_iter: int = 30,
-) -> Array:
-    """Approximate linear STFT magnitude from a mel spectrogram (``librosa.feature.inverse``).
-
-    Solves ``min ||mel_basis @ S**power - M||`` over ``S >= 0``, for all frames at once.
-
-    Parameters
-    ----------
-    M : np.ndarray or torch.Tensor, shape=(..., n_mels, T)
-        Mel spectrogram (power for ``power=2``), non-negative.
-    sample_rate, n_fft, fmin, fmax
-        As given to :func:`melspectrogram`.
-    power : float > 0
-        Exponent used when ``M`` was computed.
-    method : "nnls" or "pinv"
-        "pinv": pseudo-inverse clamped at 0 (fast). "nnls": that, refined by ``n_iter``
-        multiplicative non-negative least-squares updates (Lee and Seung), which converge to
-        the NNLS solution librosa computes with L-BFGS-B.
-    n_iter : int >= 0
-        Refinement steps of "nnls".
-
-    Returns
-    -------
-    S : same kind as ``M``, shape=(..., 1 + n_fft // 2, T)
-        Magnitude (``S ** power`` approximates the linear power).
-    """
-    t, was_numpy = _as_tensor(M)
-    t = t.float() if not t.is_floating_point() else t
-    n_mels = t.shape[-2]
-    fb = _filterbank_tensor(t, sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels,
-                            fmin=fmin, fmax=fmax)
-    pinv = _pinv_tensor(t, sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin,
-                        fmax=fmax)
-    t = t.clamp_min(0)
-    S = torch.matmul(pinv, t).clamp_min(0)
-    if method == "nnls":
-        # Multiplicative updates need a strictly positive start; keep bins a filter covers.
-        covered = (fb.sum(dim=0) > 0).to(t.dtype)[:, None]
-        S = S + 1e-12 * covered
-        numer = torch.matmul(fb.T, t)
-        for _ in range(n_iter):
-            S = S * numer / (torch.matmul(fb.T, torch.matmul(fb, S)) + 1e-20)
-    elif method != "pinv":
-        raise ValueError(f"method must be 'nnls' or 'pinv', got {method!r}")
-    if power != 1.0:
-        S = S.pow(1.0 / power)
-    return _back(S, was_numpy)
-
-
-@functools.lru_cache(maxsize=16)
-def _pinv(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
-    fb = mel_filterbank(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
-    return np.linalg.pinv(fb.astype(np.float64)).astype(np.float32)
-
-
-def _pinv_tensor(like: torch.Tensor, **kw: Any) -> torch.Tensor:
-    return torch.from_numpy(_pinv(**kw)).to(like.device, like.dtype)
-
-
-def griffin_lim(
-    magnitude: Array, *, n_fft: int = 1024, hop_length: int = 256, win_length: int | None = None,
-    n_iter: int = 64, momentum: float = 0.99, length: int | None = None, seed: int | None = 0,
-) -> Array:
-    """Fast Griffin-Lim (Perraudin et al. 2013): a signal whose STFT magnitude is ``magnitude``.
-
-    Each step projects onto consistent spectrograms (iSTFT then STFT), extrapolates with
-    ``momentum`` (``c_n = t_n + momentum * (t_n - t_{n-1})``) and restores the magnitude; with
-    ``momentum=0`` it is the original Griffin-Lim. Equivalent to ``librosa.griffinlim``, batched.
-
-    Parameters
-    ----------
-    magnitude : np.ndarray or torch.Tensor, shape=(B, 1 + n_fft // 2, T) or (F, T)
-        Non-negative STFT magnitude, centred frames (:func:`stft_magnitude`).
-    n_fft, hop_length, win_length : int
-        In samples; ``win_length`` None means ``n_fft``.
-    n_iter : int >= 0
-        Iterations.
-    momentum : float in [0, 1)
-        0.99 is the value Perraudin et al. recommend.
-    length : int or None
-        Output length in samples; None gives ``hop_length * (T - 1)``.
-    seed : int or None
-        Seed of the random initial phase; None draws from torch's global generator.
-
-    Returns
-    -------
-    y : same kind as ``magnitude``, shape=(B, samples) or (samples,), float32
-    """
-    if momentum < 0:
-        raise ValueError(f"momentum must be >= 0, got {momentum}")
-    S, was_numpy = _as_tensor(magnitude)
-    S = S.float() if not S.is_floating_point() else S
-    win_length = win_length or n_fft
-    gen = None
-    if seed is not None:
-        gen = torch.Generator(device=S.device).manual_seed(seed)
-    phase = torch.rand(S.shape, generator=gen, device=S.device, dtype=S.dtype) * (2 * math.pi)
-    angles = torch.polar(torch.ones_like(S), phase)
-    eps = torch.finfo(S.dtype).tiny
-    alpha = momentum / (1.0 + momentum)
-    tprev: torch.Tensor | None = None
-    for _ in range(n_iter):
-        inverse = _istft(S * angles, n_fft, hop_length, win_length, length)
-        rebuilt = _stft(inverse, n_fft, hop_length, win_length)
-        # c_n = t_n + a (t_n - t_{n-1}), up to the scale (1 + a) that the phase ignores
-        angles = rebuilt - alpha * tprev if tprev is not None else rebuilt
-        angles = angles / (angles.abs() + eps)
-        tprev = rebuilt
-    y = _istft(S * angles, n_fft, hop_length, win_length, length)
-    return _back(y, was_numpy)
-
-
-def mel_to_audio(
-    M: Array, *, sample_rate: int = 16000, n_fft: int = 1024, hop_length: int = 256,
-    win_length: int | None = None, fmin: float = 0.0, fmax: float | None = None,
-    power: float = 2.0, n_iter: int = 64, momentum: float = 0.99, length: int | None = None,
-    seed: int | None = 0,
-) -> Array:
-    """Mel spectrogram -> audio: :func:`mel_to_stft` then :func:`griffin_lim`.
-
-    Parameters
-    ----------
-    M : np.ndarray or torch.Tensor, shape=(B, n_mels, T) or (n_mels, T)
-        Mel power (``power=2``) or magnitude (``power=1``) spectrogram.
-    Other parameters
-        As :func:`melspectrogram` and :func:`griffin_lim`.
-
-    Returns
-    -------
-    y : same kind as ``M``, shape=(B, samples) or (samples,), float32, at ``sample_rate``
-    """
-    S = mel_to_stft(M, sample_rate=sample_rate, n_fft=n_fft, fmin=fmin, fmax=fmax, power=power)
-    return griffin_lim(S, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
-                       n_iter=n_iter, momentum=momentum, length=length, seed=seed)
-
-
-# ---------------------------------------------------------------------------------------------
 # AudioConfig helpers
 
 
@@ -556,26 +327,3 @@ def mel_db_from_audio(y: Array, cfg: AudioConfig) -> Array:
     mel_db : same kind as ``y``, shape=(..., n_mels, T), float32, in dB
     """
     return power_to_db(melspectrogram(y, **frontend_params(cfg), power=2.0))
-
-
-def audio_from_mel_db(mel_db: Array, cfg: AudioConfig, *, length: int | None = None,
-                      seed: int | None = 0) -> Array:
-    """Mel power in dB (as :func:`mel_db_from_audio`) -> audio via NNLS and fast Griffin-Lim.
-
-    Parameters
-    ----------
-    mel_db : np.ndarray or torch.Tensor, shape=(B, n_mels, T) or (n_mels, T)
-    cfg : AudioConfig
-        Frontend parameters, ``griffin_lim_iters`` and ``griffin_lim_momentum``.
-    length : int or None
-        Output length in samples.
-
-    Returns
-    -------
-    y : same kind as ``mel_db``, shape=(B, samples) or (samples,), at ``cfg.sample_rate``
-    """
-    p = frontend_params(cfg)
-    return mel_to_audio(db_to_power(mel_db), sample_rate=p["sample_rate"], n_fft=p["n_fft"],
-                        hop_length=p["hop_length"], win_length=p["win_length"], fmin=p["fmin"],
-                        fmax=p["fmax"], power=2.0, n_iter=cfg.griffin_lim_iters,
-                        momentum=cfg.griffin_lim_momentum, length=length, seed=seed)

@@ -20,7 +20,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from vqkit.audio.mel import audio_from_mel_db, mel_db_from_audio
+from vqkit.audio.griffinlim import audio_from_mel_db
+from vqkit.audio.mel import mel_db_from_audio
 from vqkit.audio.normalize import (
     FLOOR_DB,
     SILENCE,

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vqkit.audio.cache import AudioSource, CacheResult, build_cache
+from vqkit.audio.cache import AudioSource
+from vqkit.audio.cache_build import CacheResult, build_cache
 from vqkit.config import AudioConfig
 from vqkit.data.l2arctic import open_corpus
 from vqkit.data.subset import METADATA_NAME, read_metadata
@@ -66,5 +67,5 @@ def _from_corpus(data: Path) -> list[AudioSource]:
 def build_mel_cache(data: str | Path, out: str | Path, cfg: AudioConfig,
                     **kwargs: Any) -> CacheResult:
     """List ``data``'s utterances and cache their mel spectrograms in ``out``
-    (:func:`vqkit.audio.cache.build_cache`, whose keyword options it takes)."""
+    (:func:`vqkit.audio.cache_build.build_cache`, whose keyword options it takes)."""
     return build_cache(list_audio_sources(data), data, out, cfg, **kwargs)

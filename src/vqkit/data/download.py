@@ -20,6 +20,8 @@ import urllib.request
 import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from tqdm.auto import tqdm
+
 from vqkit.errors import DataError
 
 __all__ = [
@@ -157,8 +159,6 @@ def _reason(e: BaseException) -> str:
 
 
 def _progress_bar(total: int | None, desc: str, *, enabled: bool):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
                 disable=not enabled, leave=False)
 

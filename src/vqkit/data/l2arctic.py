@@ -22,13 +22,13 @@ import csv
 import functools
 import io
 import os
-import struct
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
 
+from vqkit.data.containers import DirContainer, ZipContainer, open_inner_zip
 from vqkit.errors import DataError
 
 __all__ = [
@@ -83,100 +83,6 @@ class Utterance:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         return getattr(self, kind)
-
-
-# ---------------------------------------------------------------------------------------------
-# Containers: a folder, or a zip (possibly inside another zip)
-
-
-class _Dir:
-    def __init__(self, root: Path):
-        self.root: Path = root  # member names are paths relative to it
-        self.label = str(root)
-
-    def read(self, name: str) -> bytes:
-        return (self.root / name).read_bytes()
-
-    def describe(self, name: str) -> str:
-        return str(self.root / name)
-
-    def close(self) -> None:
-        pass
-
-
-class _Zip:
-    def __init__(self, zf: zipfile.ZipFile, label: str, owned: list):
-        self.zf = zf
-        self.label = label
-        self._owned = owned  # file objects to close with this zip
-        self.root: Path | None = None  # members are not files on disk
-
-    def read(self, name: str) -> bytes:
-        return self.zf.read(name)
-
-    def describe(self, name: str) -> str:
-        return f"{self.label}!{name}"
-
-    def close(self) -> None:
-        self.zf.close()
-        for f in self._owned:
-            f.close()
-
-
-class _Slice(io.RawIOBase):
-    """A read-only window ``[offset, offset + size)`` of a file: a stored member of a zip."""
-
-    def __init__(self, path: Path, offset: int, size: int):
-        self._f = open(path, "rb")  # noqa: SIM115 (closed by close())
-        self._offset, self._size, self._pos = offset, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self._pos, 2: self._size}[whence]
-        self._pos = max(0, base + pos)
-        return self._pos
-
-    def readinto(self, b) -> int:  # noqa: ANN001
-        n = max(0, min(len(b), self._size - self._pos))
-        if n == 0:
-            return 0
-        self._f.seek(self._offset + self._pos)
-        data = self._f.read(n)
-        b[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-    def close(self) -> None:
-        self._f.close()
-        super().close()
-
-
-def _open_inner_zip(outer: zipfile.ZipFile, outer_path: Path, info: zipfile.ZipInfo):
-    """Open a zip stored inside ``outer`` without extracting it; returns (ZipFile, file object).
-
-    A stored (uncompressed) member, as speaker zips in the release are, is read through a
-    window on the outer file (random access); a compressed one through ``ZipFile.open``,
-    which is seekable but rewinds on backward seeks.
-    """
-    if info.compress_type == zipfile.ZIP_STORED:
-        with open(outer_path, "rb") as f:
-            f.seek(info.header_offset)
-            header = f.read(30)
-        if len(header) == 30 and header[:4] == b"PK\x03\x04":
-            name_len, extra_len = struct.unpack("<HH", header[26:30])
-            fobj = _Slice(outer_path, info.header_offset + 30 + name_len + extra_len,
-                          info.file_size)
-            return zipfile.ZipFile(fobj), fobj
-    fobj = outer.open(info)
-    return zipfile.ZipFile(fobj), fobj
 
 
 def _skipped(parts: list[str]) -> bool:
@@ -234,12 +140,12 @@ class Corpus:
     def __init__(self, source: Path):
         self.source = source
         self.layouts: list[str] = []  # "folders", "speaker zips", "release zip"
-        self._containers: list[_Dir | _Zip] = []
+        self._containers: list[DirContainer | ZipContainer] = []
         self._utts: dict[str, list[Utterance]] = {}
         self._extra: list[zipfile.ZipFile] = []  # outer zips kept open for their inner zips
 
     # -- building
-    def _add(self, container: _Dir | _Zip, found: dict, layout: str) -> bool:
+    def _add(self, container: DirContainer | ZipContainer, found: dict, layout: str) -> bool:
         """Register the speakers of ``container`` not listed yet; False if it added none."""
         index = len(self._containers)
         added = False
@@ -265,7 +171,7 @@ class Corpus:
         except (zipfile.BadZipFile, OSError) as e:
             raise DataError(f"{path}: not a readable zip file ({e})") from None
         infos = outer.infolist()
-        outer_used = self._add(_Zip(outer, str(path), []),
+        outer_used = self._add(ZipContainer(outer, str(path), []),
                                _scan([i.filename for i in infos], path.stem), "speaker zips")
         for info in infos:
             parts = info.filename.split("/")
@@ -273,11 +179,11 @@ class Corpus:
                 continue
             label = f"{path}!{info.filename}"
             try:
-                inner, fobj = _open_inner_zip(outer, path, info)
+                inner, fobj = open_inner_zip(outer, path, info)
             except (zipfile.BadZipFile, OSError) as e:
                 raise DataError(f"{label}: not a readable zip file ({e})") from None
             stem = PurePosixPath(info.filename).stem
-            if self._add(_Zip(inner, label, [fobj]), _scan(inner.namelist(), stem),
+            if self._add(ZipContainer(inner, label, [fobj]), _scan(inner.namelist(), stem),
                          "release zip"):
                 outer_used = True  # a compressed inner zip reads through the outer one
             else:
@@ -285,7 +191,7 @@ class Corpus:
                 fobj.close()
         if not outer_used:
             outer.close()
-        elif not any(isinstance(c, _Zip) and c.zf is outer for c in self._containers):
+        elif not any(isinstance(c, ZipContainer) and c.zf is outer for c in self._containers):
             self._extra.append(outer)
 
     # -- queries
@@ -325,7 +231,7 @@ class Corpus:
             utt, kind = req
             name = utt.member(kind) or ""
             c = self._containers[utt.container]
-            offset = c.zf.getinfo(name).header_offset if isinstance(c, _Zip) else 0
+            offset = c.zf.getinfo(name).header_offset if isinstance(c, ZipContainer) else 0
             return utt.container, offset, name
 
         for utt, kind in sorted(requests, key=position):
@@ -391,7 +297,7 @@ def open_corpus(path: str | Path) -> Corpus:
         if path.is_file():
             corpus._add_zip(path)
         elif path.is_dir():
-            corpus._add(_Dir(path), _scan(_scan_dir(path), path.name), "folders")
+            corpus._add(DirContainer(path), _scan(_scan_dir(path), path.name), "folders")
             zips = sorted(p for p in path.iterdir() if p.suffix.lower() == ".zip" and p.is_file())
             for z in zips:
                 corpus._add_zip(z)

@@ -41,6 +41,7 @@ from vqkit.audio.normalize import SILENCE, clip_frames
 from vqkit.audio.pipeline import prepare_mel_db
 from vqkit.config import RunConfig
 from vqkit.data.audio_sources import build_mel_cache
+from vqkit.data.download import cache_dir
 from vqkit.data.source import BatchSource
 from vqkit.errors import ConfigError, DataError
 
@@ -73,8 +74,6 @@ def _writable(folder: Path) -> bool:
 
 def auto_cache_dir(root: str | Path, cfg: RunConfig) -> Path:
     """The cache folder used for the audio folder ``root`` with ``cfg.audio``'s frontend."""
-    from vqkit.data.download import cache_dir
-
     root = Path(root)
     params = cache_params(cfg.audio)
     if _writable(root):

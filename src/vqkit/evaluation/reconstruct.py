@@ -40,7 +40,9 @@ def reconstruct_wav(model, cfg, path: Path, out_dir: Path, stem: str) -> list[Pa
     ``cfg.audio.sample_rate``, as long as the input (or as the ``clip_s`` clip when the run was
     trained on clips and the input is longer).
     """
-    from vqkit.audio.mel import audio_from_mel_db, load_audio, mel_db_from_audio
+    from vqkit.audio.griffinlim import audio_from_mel_db
+    from vqkit.audio.io import load_audio
+    from vqkit.audio.mel import mel_db_from_audio
     from vqkit.audio.pipeline import MelInfo, model_output_to_mel_db, wav_to_model_input, write_wav
     from vqkit.figures.speech import plot_mel_comparison
 

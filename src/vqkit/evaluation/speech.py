@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vqkit.audio.mel import load_audio
+from vqkit.audio.io import load_audio
 from vqkit.audio.normalize import FLOOR_DB, clip_frames, pad_or_cut_frames
 from vqkit.audio.pipeline import (
     batch_model_input,

@@ -242,7 +242,9 @@ def _run_speech(model, cfg, n_utts: int, n_hist: int, device: torch.device):
     """Code counts over the real frames of the first ``n_hist`` utterances of the validation
     split (batched as evaluation does), and the first ``n_utts`` as :class:`Utterance` (passed
     through the model as ``vqkit reconstruct`` does)."""
-    from vqkit.audio.mel import audio_from_mel_db, load_audio, mel_db_from_audio
+    from vqkit.audio.griffinlim import audio_from_mel_db
+    from vqkit.audio.io import load_audio
+    from vqkit.audio.mel import mel_db_from_audio
     from vqkit.audio.normalize import clip_frames
     from vqkit.audio.pipeline import (
         MelInfo,
