@@ -8,7 +8,7 @@ a layer holds no cycle)::
     cli
     training  evaluation  reports  codes  probing
     models  quantizers  data  audio  figures
-    config  errors  utils  paths  distributed  checkpoint  runlog  rates
+    config  errors  utils  paths  distributed  checkpoint  runlog  rates  rundir
 
 Every import counts, at module level or inside a function. Usage::
 
@@ -34,7 +34,7 @@ LAYERS: list[list[str]] = [
     ["training", "evaluation", "reports", "codes", "probing"],
     ["models", "quantizers", "data", "audio", "figures"],
     ["config", "errors", "utils", "paths", "distributed", "checkpoint", "runlog", "rates",
-     "__init__"],
+     "rundir", "__init__"],
 ]
 # Imports allowed between packages of one layer: (importer, imported).
 SAME_LAYER = {
@@ -57,6 +57,7 @@ SAME_LAYER = {
     ("checkpoint", "utils"),
     ("checkpoint", "paths"),
     ("runlog", "utils"),
+    ("rundir", "errors"),
     ("runlog", "errors"),
     ("rates", "config"),
     ("config", "utils"),

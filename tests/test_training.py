@@ -107,7 +107,7 @@ def test_lr_schedules(tiny_image_config):
 def test_time_budget_anneals_the_cosine_and_resumes_from_its_progress(
         cifar_root, tiny_image_config, tmp_path, monkeypatch):
     """Given max_minutes, the cosine reaches its end when the budget does, not at the epochs."""
-    import vqkit.training.loop as loop_module
+    import vqkit.training.state as state_module
 
     calls = []
 
@@ -115,7 +115,7 @@ def test_time_budget_anneals_the_cosine_and_resumes_from_its_progress(
         calls.append(1)
         return 6.0 * len(calls)
 
-    monkeypatch.setattr(loop_module, "_elapsed_s", fake_elapsed_s)
+    monkeypatch.setattr(state_module, "_elapsed_s", fake_elapsed_s)
     cfg = tiny_image_config("cifar10", epochs=100, max_minutes=1.0)  # 800 steps by epochs
     data = data_for(cifar_root)
     res = train(cfg, tmp_path / "run", progress=False, data=data)

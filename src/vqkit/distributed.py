@@ -17,6 +17,11 @@ def get_rank() -> int:
     return dist.get_rank() if is_distributed() else 0
 
 
+def env_rank() -> int:
+    """This process's rank as ``torchrun`` set it (``RANK``), before the process group exists."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def get_world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vqkit.errors import VQKitError
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
@@ -35,6 +37,33 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside folder ``path`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this PID exists on this machine."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -42,11 +71,33 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``"auto"`` picks CUDA, then MPS, then CPU."""
+    """``"auto"`` picks CUDA, then MPS, then CPU; an explicit device must exist here.
+
+    Raises
+    ------
+    VQKitError
+        A device this machine does not have (e.g. ``cuda`` on a CPU-only machine).
+    """
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise VQKitError(f"device {name!r}: not a device name (auto, cpu, cuda, cuda:N, mps)") \
+            from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else "no GPU visible"
+            raise VQKitError(f"device {name!r}: no CUDA device here (torch {torch.__version__}, "
+                             f"{build}); use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise VQKitError(f"device {name!r}: only {torch.cuda.device_count()} CUDA "
+                             f"device(s) here")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None)
+                                     and torch.backends.mps.is_available()):
+        raise VQKitError(f"device {name!r}: MPS is not available here; use --device cpu or auto")
+    return device

@@ -23,6 +23,7 @@ torn by a crash fails its check and is recomputed on the next run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -37,6 +38,7 @@ import numpy as np
 from vqkit.audio.mel import AMIN, frontend_params
 from vqkit.config import AudioConfig
 from vqkit.errors import ConfigError, DataError
+from vqkit.paths import UnsafePath, resolve_inside, safe_name
 
 __all__ = [
     "AudioSource",
@@ -96,7 +98,27 @@ class AudioSource:
 
 
 # ---------------------------------------------------------------------------------------------
-# Checking entries
+# Entry files: where they go, checking them, removing them
+
+
+def entry_rel_path(source: AudioSource) -> str:
+    """``<speaker>/<utt_id>.npy``, the entry file of ``source`` inside the cache; speaker and
+    utterance id must be plain names (:func:`vqkit.paths.safe_name`)."""
+    where = f"utterance {source.id!r}"
+    return (f"{safe_name(source.speaker, what='speaker name', source=where)}/"
+            f"{safe_name(source.utt_id, what='utterance id', source=where)}.npy")
+
+
+def remove_entry(root: Path, rec: dict[str, Any]) -> None:
+    """Delete an entry file the cache made (``<name>/<name>.npy`` inside ``root``); a manifest
+    record naming anything else is ignored, never followed."""
+    parts = str(rec.get("path", "")).split("/")
+    if len(parts) != 2 or not parts[1].endswith(".npy"):
+        return
+    with contextlib.suppress(OSError, UnsafePath):
+        for part in parts:
+            safe_name(part, what="cache entry", source=root)
+        resolve_inside(root, "/".join(parts), what="cache entry", source=root).unlink()
 
 
 def entry_ok(root: str, rec: dict[str, Any], n_mels: int, itemsize: int, verify: bool) -> bool:
@@ -118,14 +140,42 @@ def entry_ok(root: str, rec: dict[str, Any], n_mels: int, itemsize: int, verify:
     return size - payload in range(64, 65536, 64) if size > payload else False
 
 
+ENTRY_FIELDS = {"id": str, "speaker": str, "utt_id": str, "path": str, "source": str,
+                "source_size": int, "source_mtime_ns": int, "key": str, "n_frames": int,
+                "split": str, "checksum": str}
+
+
+def manifest_problem(m: Any) -> str | None:
+    """What is wrong with a parsed manifest (one line), or None if it has the right shape."""
+    if not isinstance(m, dict) or m.get("format_version") != FORMAT_VERSION:
+        return f"not a format-{FORMAT_VERSION} manifest"
+    if not isinstance(m.get("params"), dict) or not isinstance(m.get("params_hash"), str):
+        return "no 'params' table or 'params_hash'"
+    for key in ("entries", "bad"):
+        if not isinstance(m.get(key, []), list):
+            return f"{key!r} is not a list"
+    for i, e in enumerate(m.get("entries", [])):
+        if not isinstance(e, dict):
+            return f"entries[{i}] is not a table"
+        for name, typ in ENTRY_FIELDS.items():
+            if not isinstance(e.get(name), typ) or isinstance(e.get(name), bool):
+                return (f"entries[{i}].{name}: expected {typ.__name__}, got "
+                        f"{e.get(name, '(missing)')!r}")
+    for i, b in enumerate(m.get("bad", [])):
+        if not (isinstance(b, dict) and isinstance(b.get("id"), str)
+                and isinstance(b.get("reason"), str)):
+            return f"bad[{i}] lacks an 'id' or a 'reason'"
+    return None
+
+
 def read_manifest(path: Path) -> dict[str, Any] | None:
+    """The manifest at ``path``, or None when it is missing, unreadable or malformed (a build
+    then starts afresh)."""
     try:
-        m = json.loads(path.read_text())
+        m = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(m, dict) or m.get("format_version") != FORMAT_VERSION:
-        return None
-    return m
+    return None if manifest_problem(m) else m
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,13 +274,15 @@ def open_cache(path: str | Path, cfg: AudioConfig | None = None) -> MelCache:
     mpath = root / MANIFEST_NAME
     if not mpath.is_file():
         raise DataError(f"{root}: no {MANIFEST_NAME}; build the cache with `vqkit cache`")
-    manifest = read_manifest(mpath)
-    if manifest is None:
-        raise DataError(f"{mpath}: unreadable or of another format version; rebuild the cache")
     try:
-        cache = MelCache(root, manifest)
-    except (KeyError, TypeError) as e:
-        raise DataError(f"{mpath}: malformed manifest ({e})") from None
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(f"{mpath}: unreadable ({e}); rebuild the cache with `vqkit cache`") \
+            from None
+    problem = manifest_problem(manifest)
+    if problem:
+        raise DataError(f"{mpath}: malformed ({problem}); rebuild the cache with `vqkit cache`")
+    cache = MelCache(root, manifest)
     if cfg is not None:
         cache.check_params(cfg)
     return cache

@@ -27,13 +27,16 @@ from vqkit.audio.cache import (
     AudioSource,
     cache_params,
     entry_ok,
+    entry_rel_path,
     params_hash,
     read_manifest,
+    remove_entry,
 )
 from vqkit.audio.io import load_audio
 from vqkit.audio.mel import melspectrogram, power_to_db
 from vqkit.config import AudioConfig
 from vqkit.errors import DataError
+from vqkit.paths import resolve_inside
 from vqkit.utils import atomic_write_text
 
 __all__ = ["CacheResult", "build_cache"]
@@ -72,12 +75,14 @@ def _init_worker() -> None:
 def _compute_one(src: str, dst: str, params: dict[str, Any]) -> tuple[int, str] | str:
     """Compute and write one entry: (n_frames, checksum), or the reason the audio is bad."""
     try:
-        y = load_audio(src, sample_rate=params["sample_rate"])
+        y = load_audio(src, sample_rate=params["sample_rate"], min_samples=params["n_fft"])
         mel = melspectrogram(y, sample_rate=params["sample_rate"], n_fft=params["n_fft"],
                              hop_length=params["hop_length"], win_length=params["win_length"],
                              n_mels=params["n_mels"], fmin=params["fmin"], fmax=params["fmax"],
                              power=params["power"])
         db = power_to_db(mel, ref=params["ref"], amin=params["amin"]).astype(params["dtype"])
+        if not np.isfinite(db).all():
+            return "non-finite mel values (the audio's samples are absurd)"
     except DataError as e:
         msg = str(e)  # "<src>: what is wrong"; the file is reported beside the reason
         return msg[len(src) + 2:] if msg.startswith(f"{src}: ") else msg
@@ -165,13 +170,16 @@ def build_cache(
     data_s, out_s = str(data), str(out)
     for s in sources:
         base = {"id": s.id, "speaker": s.speaker, "utt_id": s.utt_id, "source": s.rel}
+        entry_path = entry_rel_path(s)  # refuses names that would land outside the cache
+        resolve_inside(data, s.rel, what="audio path", source=f"utterance {s.id}",
+                       links=False)  # read only
         try:
             st = os.stat(os.path.join(data_s, s.rel))
         except OSError:
             bad[s.id] = {**base, "reason": "missing audio file"}
             continue
         key = hashlib.sha256(f"{phash}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
-        rec = {**base, "path": f"{s.speaker}/{s.utt_id}.npy", "source_size": st.st_size,
+        rec = {**base, "path": entry_path, "source_size": st.st_size,
                "source_mtime_ns": st.st_mtime_ns, "key": key, "split": s.split}
         prev = old_entries.get(s.id)
         if (prev is not None and prev.get("key") == rec["key"] and prev.get("path") == rec["path"]
@@ -183,33 +191,45 @@ def build_cache(
         else:
             todo.append((s, rec))
 
+    failed: OSError | None = None
     try:
         for (s, rec), res in _run(todo, data, out, params, workers, progress):
             if isinstance(res, str):
                 bad[s.id] = {**rec, "reason": res}
                 if s.id in old_entries:  # was good, now bad: drop the outdated entry
-                    (out / old_entries[s.id]["path"]).unlink(missing_ok=True)
+                    remove_entry(out, old_entries[s.id])
             else:
                 entries[s.id] = {**rec, "n_frames": int(res[0]), "checksum": res[1]}
                 result.computed += 1
+    except OSError as e:  # writing an entry: disk full, no permission
+        failed = e
     finally:
-        # Remove entries whose source left the data, then record what is on disk (also after
-        # an interruption, so that a re-run resumes).
-        listed = {s.id for s in sources}
-        for i, e in old_entries.items():
-            if i not in listed:
-                (out / e["path"]).unlink(missing_ok=True)
-                result.removed += 1
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "params": params,
-            "params_hash": phash,
-            "data": str(data.resolve()),
-            "entries": [entries[i] for i in sorted(entries)],
-            "bad": [bad[i] for i in sorted(bad)],
-        }
-        if manifest != old:
-            atomic_write_text(manifest_path, json.dumps(manifest, indent=1) + "\n")
+        if failed is None:
+            # Remove entries whose source left the data, then record what is on disk (also
+            # after an interruption, so that a re-run resumes).
+            listed = {s.id for s in sources}
+            for i, e in old_entries.items():
+                if i not in listed:
+                    remove_entry(out, e)
+                    result.removed += 1
+            manifest = {
+                "format_version": FORMAT_VERSION,
+                "params": params,
+                "params_hash": phash,
+                "data": str(data.resolve()),
+                "entries": [entries[i] for i in sorted(entries)],
+                "bad": [bad[i] for i in sorted(bad)],
+            }
+            if manifest != old:
+                try:
+                    atomic_write_text(manifest_path, json.dumps(manifest, indent=1) + "\n")
+                except OSError as e:
+                    failed = e
+    if failed is not None:
+        # The old manifest stays: its entries are intact or fail their checksum (recomputed
+        # next time); entries written now are simply not listed yet.
+        raise DataError(f"{out}: cannot write the mel cache ({failed.strerror or failed}); "
+                        f"it is left as it was and usable; free space and run again") from None
     result.bad = [(str(data / b["source"]), b["reason"]) for b in manifest["bad"]]
     result.skipped = len(result.bad)
     result.seconds = time.perf_counter() - t0

@@ -14,7 +14,11 @@ from vqkit.errors import DataError
 __all__ = ["load_audio", "resample"]
 
 
-def load_audio(path: str | Path | IO[bytes], *, sample_rate: int) -> np.ndarray:
+MAX_ABS_SAMPLE = 1e6  # beyond this a sample is absurd (float WAVs hold about [-1, 1], or int16)
+
+
+def load_audio(path: str | Path | IO[bytes], *, sample_rate: int,
+               min_samples: int = 1) -> np.ndarray:
     """Read an audio file as float32 mono at ``sample_rate``.
 
     Parameters
@@ -23,6 +27,9 @@ def load_audio(path: str | Path | IO[bytes], *, sample_rate: int) -> np.ndarray:
         Any format libsndfile reads (WAV, FLAC, OGG, ...).
     sample_rate : int > 0
         Target sampling rate in Hz; the file is resampled with soxr (HQ) when it differs.
+    min_samples : int >= 1
+        Fewer samples than this (at ``sample_rate``) is an error, e.g. ``n_fft``: the
+        shortest audio a mel frontend describes.
 
     Returns
     -------
@@ -32,8 +39,8 @@ def load_audio(path: str | Path | IO[bytes], *, sample_rate: int) -> np.ndarray:
     Raises
     ------
     DataError
-        Naming the file, when it is unreadable, empty, has more than two channels or holds
-        non-finite samples.
+        Naming the file, when it is unreadable, empty, shorter than ``min_samples``, has more
+        than two channels, or holds non-finite or absurd (beyond ±1e6) samples.
     """
     name = str(getattr(path, "name", path))
     try:
@@ -50,8 +57,17 @@ def load_audio(path: str | Path | IO[bytes], *, sample_rate: int) -> np.ndarray:
         raise DataError(f"{name}: {data.shape[1]} channels; expected mono or stereo")
     if not np.isfinite(data).all():
         raise DataError(f"{name}: non-finite samples (NaN or Inf)")
+    peak = float(np.abs(data).max())
+    if peak > MAX_ABS_SAMPLE:
+        raise DataError(f"{name}: absurd sample values (peak {peak:.3g}; audio lies within "
+                        f"about [-1, 1])")
     y = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
-    return resample(y, orig_sample_rate=int(file_sr), target_sample_rate=sample_rate)
+    y = resample(y, orig_sample_rate=int(file_sr), target_sample_rate=sample_rate)
+    if len(y) < min_samples:
+        raise DataError(f"{name}: too short ({len(y)} samples, {len(y) / sample_rate * 1e3:.3g} "
+                        f"ms at {sample_rate} Hz); at least {min_samples} samples "
+                        f"({min_samples / sample_rate * 1e3:.0f} ms) are needed")
+    return y
 
 
 def resample(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from vqkit.config import apply_overrides, resolve_config
+from vqkit.config import apply_dict, resolve_config
 from vqkit.errors import VQKitError
 
 
@@ -55,18 +56,29 @@ def run(args: argparse.Namespace) -> int:
         if not args.out:
             raise VQKitError("--out RUN_DIR is required")
         cfg = resolve_config(args.task, args.preset, args.config, args.set)
-        apply_overrides(cfg, [f"train.{k}={v}" for k, v in shortcuts.items() if v is not None])
+        for k, v in shortcuts.items():
+            if v is not None:
+                apply_dict(cfg, {"train": {k: v}}, f"--{k.replace('_', '-')}")
         if args.data:
             cfg.data.root = args.data
         result = train(cfg, args.out, progress=not args.no_progress,
                        tensorboard=args.tensorboard)
     from vqkit.distributed import is_main_process
+    from vqkit.runlog import read_metrics, summarize
 
     if not is_main_process():
         return 0
+    run = result.run_dir
+    if result.stopped == "interrupted":
+        print(f"interrupted ({result.signal}) at step {result.step}: saved {run}/checkpoints/last;"
+              f" continue with `vqkit train --resume {run}`", file=sys.stderr)
+        return 130 if result.signal == "SIGINT" else 143
+    s = summarize(read_metrics(run / "metrics.jsonl"), result.best_metric)
+    best = (f"best {result.best_label} {s.best_value:.5f} at step {s.best_step:,}"
+            if s.best_step >= 0 else "not validated yet")
+    print(f"stopped after {s.epochs} epochs, {s.steps:,} steps ({result.stopped}); {best}; "
+          f"run in {run}")
     last = result.history[-1] if result.history else {}
-    print(f"stopped after {result.epoch} epochs, {result.step} steps ({result.stopped}); "
-          f"best {result.best_label} {result.best_val:.5f}; run in {result.run_dir}")
     if last:
         print(f"last epoch: val perplexity {last.get('val_perplexity', float('nan')):.1f}, "
               f"codebook usage {last.get('val_usage', float('nan')):.3f}")

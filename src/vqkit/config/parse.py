@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import math
+import re
 import tomllib
 import typing
 from pathlib import Path
@@ -18,13 +20,50 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a JSON or TOML config file into a dict."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config file ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
         return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {e}") from None
+
+
+def rule(default: Any, *, min: float | None = None, max: float | None = None,
+         gt: float | None = None, lt: float | None = None,
+         choices: tuple[str, ...] | None = None, pattern: str | None = None) -> Any:
+    """A dataclass field with ``default`` and the range its values must lie in: ``min``/``max``
+    (inclusive), ``gt``/``lt`` (exclusive), ``choices``, or a regular expression ``pattern``
+    (whole string). For a list, the rule applies to each item. Floats must also be finite."""
+    meta = {k: v for k, v in dict(min=min, max=max, gt=gt, lt=lt, choices=choices,
+                                  pattern=pattern).items() if v is not None}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def check_rule(value: Any, meta: Any, where: str) -> None:
+    """Raise ConfigError unless ``value`` (or each item of a list) obeys the field's rule."""
+    for v in value if isinstance(value, list) else [value]:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{where}: must be a finite number, got {v!r}")
+        bad = None
+        if "min" in meta and v < meta["min"]:
+            bad = f"at least {meta['min']}"
+        elif "max" in meta and v > meta["max"]:
+            bad = f"at most {meta['max']}"
+        elif "gt" in meta and not v > meta["gt"]:
+            bad = f"above {meta['gt']}"
+        elif "lt" in meta and not v < meta["lt"]:
+            bad = f"below {meta['lt']}"
+        elif "choices" in meta and v not in meta["choices"]:
+            bad = f"one of {', '.join(meta['choices'])}"
+        elif "pattern" in meta and not re.fullmatch(meta["pattern"], v):
+            bad = f"of the form {meta['pattern']}"
+        if bad:
+            raise ConfigError(f"{where}: must be {bad}, got {v!r}")
 
 
 def _field_types(obj: Any) -> dict[str, Any]:
@@ -93,13 +132,20 @@ def apply_dict(cfg: Any, d: dict[str, Any], source: str = "config") -> Any:
                 raise ConfigError(f"{source}: {key!r} must be a table of settings")
             section = getattr(cfg, key)
             sec_types = _field_types(section)
+            metas = {f.name: f.metadata for f in dataclasses.fields(section)}
             for k, v in value.items():
                 if k not in sec_types:
                     known = ", ".join(sec_types)
                     raise ConfigError(f"{source}: unknown key {key}.{k} (known: {known})")
-                setattr(section, k, _coerce(v, sec_types[k], f"{source}: {key}.{k}"))
+                where = f"{source}: {key}.{k}"
+                v = _coerce(v, sec_types[k], where)
+                check_rule(v, metas[k], where)
+                setattr(section, k, v)
         else:
-            setattr(cfg, key, _coerce(value, types[key], f"{source}: {key}"))
+            where = f"{source}: {key}"
+            value = _coerce(value, types[key], where)
+            check_rule(value, {f.name: f.metadata for f in dataclasses.fields(cfg)}[key], where)
+            setattr(cfg, key, value)
     return cfg
 
 

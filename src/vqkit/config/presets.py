@@ -90,4 +90,4 @@ def resolve_config(
     if config_file is not None:
         apply_dict(cfg, read_config_file(config_file), str(config_file))
     apply_overrides(cfg, overrides or [])
-    return cfg
+    return cfg.validate()

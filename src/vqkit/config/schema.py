@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vqkit.config.parse import apply_dict, read_config_file
+from vqkit.config.parse import apply_dict, check_rule, read_config_file, rule
+from vqkit.errors import ConfigError
 from vqkit.utils import atomic_write_text
 
 
@@ -26,91 +27,105 @@ class DataConfig:
 class AudioConfig:
     """Mel frontend and speech clip handling (librosa's vocabulary; lengths in samples)."""
 
-    sample_rate: int = 16000  # Hz
-    n_fft: int = 1024  # samples
-    hop_length: int = 256  # samples
-    win_length: int = 0  # samples; 0 means n_fft
-    n_mels: int = 128
-    fmin: float = 0.0  # Hz
-    fmax: float = 0.0  # Hz; 0 means sample_rate / 2
-    top_db: float = 80.0  # dB below the peak kept by the per-utterance normalisation
+    sample_rate: int = rule(16000, min=1000)  # Hz
+    n_fft: int = rule(1024, min=16)  # samples
+    hop_length: int = rule(256, min=1)  # samples
+    win_length: int = rule(0, min=0)  # samples; 0 means n_fft
+    n_mels: int = rule(128, min=1)
+    fmin: float = rule(0.0, min=0)  # Hz
+    fmax: float = rule(0.0, min=0)  # Hz; 0 means sample_rate / 2
+    top_db: float = rule(80.0, gt=0)  # dB below the peak kept by the per-utterance normalisation
     # "utterance_minmax": the thesis's per-utterance min-max of dB to [-1, 1] (needs min/max to
     # invert); "fixed_db": a fixed affine map of dB (ref 1.0) to about [-1, 1], invertible as is.
-    normalization: str = "utterance_minmax"
+    normalization: str = rule("utterance_minmax", choices=("utterance_minmax", "fixed_db"))
     min_db: float = -100.0  # dB mapped to -1 by "fixed_db"
     max_db: float = 20.0  # dB mapped to +1 by "fixed_db"
-    clip_s: float = 5.0  # every clip padded or cut to this length (s); 0 keeps whole utterances
-    crop_frames: int = 0  # random training crops of this many frames; 0 trains on whole clips
-    griffin_lim_iters: int = 64
-    griffin_lim_momentum: float = 0.99
+    # every clip padded or cut to this length (s); 0 keeps whole utterances
+    clip_s: float = rule(5.0, min=0)
+    # random training crops of this many frames; 0 trains on whole clips
+    crop_frames: int = rule(0, min=0)
+    griffin_lim_iters: int = rule(64, min=0)
+    griffin_lim_momentum: float = rule(0.99, min=0, lt=1)
 
 
 @dataclass
 class ModelConfig:
     """Convolutional VQ-VAE; the defaults are the thesis model."""
 
-    in_channels: int = 3
-    hidden_channels: int = 128
-    num_residual_layers: int = 2
-    residual_channels: int = 32
-    num_downsamples: int = 2  # each halves height and width: 32x32 -> 8x8 with 2
-    dim: int = 64  # channels of the encoder output fed to the quantizer
+    in_channels: int = rule(3, min=1)
+    hidden_channels: int = rule(128, min=2)
+    num_residual_layers: int = rule(2, min=0)
+    residual_channels: int = rule(32, min=1)
+    num_downsamples: int = rule(2, min=1)  # each halves height and width: 32x32 -> 8x8 with 2
+    dim: int = rule(64, min=1)  # channels of the encoder output fed to the quantizer
 
 
 @dataclass
 class QuantizerConfig:
     """Which quantizer and its options; 0 disables a weighted term or a mechanism."""
 
-    kind: str = "vq"  # "vq", "fsq" or "rvq"
-    codebook_size: int = 512
-    codebook_dim: int = 0  # 0 means the model's dim; smaller adds learned in/out projections
-    commitment_weight: float = 0.25
-    codebook_weight: float = 1.0  # unused with EMA updates
-    ema_decay: float = 0.0  # 0: codebook learned by gradient (thesis); e.g. 0.99: EMA updates
+    kind: str = rule("vq", choices=("vq", "fsq", "rvq"))  # "vq", "fsq" or "rvq"
+    codebook_size: int = rule(512, min=2)
+    # 0 means the model's dim; smaller adds learned in/out projections
+    codebook_dim: int = rule(0, min=0)
+    commitment_weight: float = rule(0.25, min=0)
+    codebook_weight: float = rule(1.0, min=0)  # unused with EMA updates
+    # 0: codebook learned by gradient (thesis); e.g. 0.99: EMA updates
+    ema_decay: float = rule(0.0, min=0, lt=1)
     kmeans_init: bool = False  # initialise the codebook by k-means on the first training batch
-    kmeans_iters: int = 10
-    dead_code_threshold: float = 0.0  # restart codes whose EMA count per batch falls below this
+    kmeans_iters: int = rule(10, min=0)
+    # restart codes whose EMA count per batch falls below this
+    dead_code_threshold: float = rule(0.0, min=0)
     cosine: bool = False  # l2-normalised codes and inputs
     rotation_trick: bool = False  # rotation trick (arXiv 2410.06424) instead of straight-through
-    levels: list[int] = field(default_factory=lambda: [8, 8, 8])  # FSQ levels per dimension
-    num_quantizers: int = 1  # residual VQ stages
-    quantizer_dropout: float = 0.0  # probability of training on a random prefix of RVQ stages
-    usage_window: int = 100  # batches in the sliding window of codebook-usage statistics
+    levels: list[int] = rule([8, 8, 8], min=2)  # FSQ levels per dimension
+    num_quantizers: int = rule(1, min=1)  # residual VQ stages
+    # probability of training on a random prefix of RVQ stages
+    quantizer_dropout: float = rule(0.0, min=0, max=1)
+    # batches in the sliding window of codebook-usage statistics
+    usage_window: int = rule(100, min=1)
 
 
 @dataclass
 class TrainConfig:
     """Optimisation and the training loop."""
 
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 3e-4
-    optimizer: str = "adam"  # "adam" or "adamw"
-    weight_decay: float = 0.0
-    lr_schedule: str = "constant"  # "constant", "cosine" or "step"
-    lr_step_epochs: int = 20  # "step": multiply lr by lr_gamma every this many epochs
-    lr_gamma: float = 0.5
-    warmup_steps: int = 0
-    grad_clip: float = 0.0  # max gradient norm; 0 disables clipping
-    recon_weight: float = 1.0  # weight of the reconstruction MSE in the loss
-    max_steps: int = 0  # stop after this many optimizer steps in total; 0: no limit
-    max_minutes: float = 0.0  # stop (with a checkpoint) after this much wall-clock; 0: no limit
+    epochs: int = rule(10, min=1)
+    batch_size: int = rule(32, min=1)
+    lr: float = rule(3e-4, gt=0)
+    optimizer: str = rule("adam", choices=("adam", "adamw"))  # "adam" or "adamw"
+    weight_decay: float = rule(0.0, min=0)
+    # "constant", "cosine" or "step"
+    lr_schedule: str = rule("constant", choices=("constant", "cosine", "step"))
+    lr_step_epochs: int = rule(20, min=1)  # "step": multiply lr by lr_gamma every this many epochs
+    lr_gamma: float = rule(0.5, gt=0)
+    warmup_steps: int = rule(0, min=0)
+    grad_clip: float = rule(0.0, min=0)  # max gradient norm; 0 disables clipping
+    recon_weight: float = rule(1.0, min=0)  # weight of the reconstruction MSE in the loss
+    max_steps: int = rule(0, min=0)  # stop after this many optimizer steps in total; 0: no limit
+    # stop (with a checkpoint) after this much wall-clock; 0: no limit
+    max_minutes: float = rule(0.0, min=0)
     # (a "cosine" schedule then ends at the last epoch or at the end of the minutes, if sooner)
-    seed: int = 0
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
-    num_threads: int = 0  # CPU threads for torch; 0: torch's default (one per core)
+    seed: int = rule(0, min=0)
+    # "auto", "cpu", "cuda", "cuda:1", "mps"
+    device: str = rule("auto", pattern=r"auto|cpu|mps|cuda(:[0-9]+)?")
+    num_threads: int = rule(0, min=0)  # CPU threads for torch; 0: torch's default (one per core)
     channels_last: bool = True  # faster convolutions on CPU and GPU, same results up to rounding
-    precision: str = "fp32"  # "fp32", or "bf16": autocast (quantizer distances stay fp32)
-    checkpoint_every_steps: int = 0  # also checkpoint every this many steps; 0: each epoch only
-    log_every_steps: int = 20
-    val_max_batches: int = 0  # cap validation batches per epoch; 0: the whole split
+    # "fp32", or "bf16": autocast (quantizer distances stay fp32)
+    precision: str = rule("fp32", choices=("fp32", "bf16"))
+    # also checkpoint every this many steps; 0: each epoch only
+    checkpoint_every_steps: int = rule(0, min=0)
+    # also checkpoint "last" this often; 0: never
+    checkpoint_every_minutes: float = rule(10.0, min=0)
+    log_every_steps: int = rule(20, min=1)
+    val_max_batches: int = rule(0, min=0)  # cap validation batches per epoch; 0: the whole split
 
 
 @dataclass
 class RunConfig:
     """Everything a run needs; saved as ``config.json`` in the run directory."""
 
-    task: str = "image"  # "image" or "speech"
+    task: str = rule("image", choices=("image", "speech"))  # "image" or "speech"
     preset: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
@@ -125,7 +140,30 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> RunConfig:
         cfg = cls()
         apply_dict(cfg, d, source)
+        cfg.validate(source)
         return cfg
+
+    def validate(self, source: str = "config") -> RunConfig:
+        """Check every field against its rule (as parsing does, for configs built in code) and
+        the rules that involve two fields; raise ConfigError naming the first bad one."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value):
+                for g in dataclasses.fields(value):
+                    check_rule(getattr(value, g.name), g.metadata, f"{source}: {f.name}.{g.name}")
+            else:
+                check_rule(value, f.metadata, f"{source}: {f.name}")
+        a = self.audio
+        if a.win_length > a.n_fft:
+            raise ConfigError(f"{source}: audio.win_length ({a.win_length}) must be at most "
+                              f"audio.n_fft ({a.n_fft})")
+        if a.fmax and not a.fmin < a.fmax <= a.sample_rate / 2:
+            raise ConfigError(f"{source}: audio.fmax ({a.fmax}) must lie above audio.fmin "
+                              f"({a.fmin}) and at most sample_rate / 2 ({a.sample_rate / 2})")
+        if a.normalization == "fixed_db" and not a.max_db > a.min_db:
+            raise ConfigError(f"{source}: audio.max_db ({a.max_db}) must be above audio.min_db "
+                              f"({a.min_db})")
+        return self
 
     def save(self, path: str | Path) -> None:
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")

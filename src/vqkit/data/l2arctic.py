@@ -111,19 +111,29 @@ def _scan(names, default_speaker: str | None) -> dict[str, dict[str, dict[str, s
     return found
 
 
+def _is(entry: os.DirEntry, kind: str) -> bool:
+    """``entry.is_dir()`` / ``is_file()``, False for a link that cannot be followed (broken, or
+    a loop): such an entry holds no audio."""
+    try:
+        return entry.is_dir() if kind == "dir" else entry.is_file()
+    except OSError:
+        return False
+
+
 def _scan_dir(root: Path) -> list[str]:
     """Relative names ``<SPK>/<kind>/<file>`` (and ``<kind>/<file>``) under ``root``."""
     names = []
     for level1 in sorted(os.scandir(root), key=lambda e: e.name):
-        if not level1.is_dir() or level1.name.startswith("."):
+        if not _is(level1, "dir") or level1.name.startswith("."):
             continue
         if level1.name.lower() in KINDS:  # root is a single speaker's folder
-            names += [f"{level1.name}/{e.name}" for e in os.scandir(level1.path) if e.is_file()]
+            names += [f"{level1.name}/{e.name}" for e in os.scandir(level1.path)
+                      if _is(e, "file")]
             continue
         for level2 in os.scandir(level1.path):
-            if level2.is_dir() and level2.name.lower() in KINDS:
+            if _is(level2, "dir") and level2.name.lower() in KINDS:
                 names += [f"{level1.name}/{level2.name}/{e.name}"
-                          for e in os.scandir(level2.path) if e.is_file()]
+                          for e in os.scandir(level2.path) if _is(e, "file")]
     return names
 
 

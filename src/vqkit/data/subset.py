@@ -20,6 +20,7 @@ import soundfile as sf
 
 from vqkit.data.l2arctic import KINDS, Corpus, Utterance, open_corpus, speaker_info
 from vqkit.errors import DataError
+from vqkit.paths import safe_name
 from vqkit.utils import atomic_write_bytes
 
 __all__ = [
@@ -202,8 +203,12 @@ def _assign_splits(picks: dict[str, list[Utterance]], seed: int, split_by: str,
 
 
 def _dest(out: Path, utt: Utterance, kind: str) -> Path:
-    name = PurePosixPath(utt.member(kind) or "").name
-    return out / utt.speaker / kind / name
+    """Where one of ``utt``'s files goes: ``OUT/<speaker>/<kind>/<file name>``; a speaker or
+    file name that is not a plain name (``..``, a separator) is refused."""
+    member = utt.member(kind) or ""
+    name = PurePosixPath(member).name
+    return (out / safe_name(utt.speaker, what="speaker folder", source=member) / kind
+            / safe_name(name, what="file name", source=member))
 
 
 def _same_bytes(path: Path, data: bytes) -> bool:

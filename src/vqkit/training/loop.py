@@ -2,7 +2,8 @@
 
 A model brings a :class:`Task` (its loss on a batch, its validation, the metric that picks the
 best checkpoint); the loop brings the rest: learning-rate schedule, clock and budget, logging,
-checkpoints, exact resume, the finite-loss guard. Read :func:`fit` top to bottom.
+checkpoints (per epoch, every few minutes, at any stop), exact resume, the finite-loss guard,
+Ctrl-C and SIGTERM. Read :func:`fit` top to bottom.
 
 Nothing in the loop waits for the device on every step: losses are summed on the device and
 read (``float``) only at log time, at a checkpoint or at the end of an epoch.
@@ -20,18 +21,17 @@ from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from vqkit.checkpoint import checkpoint_dir, save_checkpoint
 from vqkit.config import RunConfig
 from vqkit.data.source import Batch, BatchSource
-from vqkit.distributed import all_reduce_max_, get_rank, get_world_size, is_main_process
+from vqkit.distributed import get_rank, get_world_size, is_main_process
 from vqkit.errors import VQKitError
+from vqkit.training.progress import Progress
 from vqkit.training.schedule import learning_rate
+from vqkit.training.state import Clock, FiniteGuard, Meter, StopSignals, TrainState
 
-__all__ = ["Meter", "Task", "TrainDiverged", "TrainResult", "TrainState", "fit"]
-
-CLOCK_SYNC_STEPS = 8  # under torchrun, ranks agree on the clock this often (an all-reduce syncs)
+__all__ = ["Task", "TrainResult", "fit", "train_step", "validate_and_save"]
 
 
 class Task(Protocol):
@@ -39,6 +39,8 @@ class Task(Protocol):
 
     best_metric: str  # key of validate()'s result that picks "best" (lower is better)
     best_label: str  # how to print it, e.g. "val reconstruction MSE"
+    unit: str  # what one training item is, for progress: "img", "clip", "seq"
+    seconds_per_item: float  # audio seconds in one training item (0: not audio)
 
     def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, Tensor], int]:
         """(loss to backpropagate, detached scalars to log, items in the batch)."""
@@ -57,134 +59,18 @@ class Task(Protocol):
         ...
 
 
-class TrainDiverged(VQKitError):
-    """The loss became NaN or infinite; nothing was saved after it did."""
-
-
 @dataclass
 class TrainResult:
     run_dir: Path
     step: int
     epoch: int
     images_seen: int
-    stopped: str  # "epochs", "max_steps" or "max_minutes"
+    stopped: str  # "epochs", "max_steps", "max_minutes" or "interrupted"
     best_val: float
     best_metric: str
     best_label: str
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-class Meter:
-    """Running sums of per-step scalars, kept on their device: adding never waits for the device;
-    reading (:meth:`means`, :meth:`state`) does. Sums are float64 (float32 on MPS), so a resumed
-    epoch continues the same sums bit for bit."""
-
-    def __init__(self, state: dict[str, float] | None = None) -> None:
-        state = dict(state or {})
-        self.n = int(state.pop("_n", 0))
-        self.sums: dict[str, Tensor] = {k: torch.tensor(v, dtype=torch.float64)
-                                        for k, v in state.items()}
-
-    def add(self, values: dict[str, Tensor]) -> None:
-        self.n += 1
-        for k, v in values.items():
-            v = v.detach().to(torch.float32 if v.device.type == "mps" else torch.float64)
-            self.sums[k] = v if k not in self.sums else self.sums[k] + v
-
-    def means(self) -> dict[str, float]:
-        return {k: float(v) / max(1, self.n) for k, v in self.sums.items()}
-
-    def state(self) -> dict[str, float]:
-        return {**{k: float(v) for k, v in self.sums.items()}, "_n": float(self.n)}
-
-
-@dataclass
-class TrainState:
-    """Everything besides weights and optimizer that an exact resume needs."""
-
-    step: int = 0  # optimizer steps taken
-    epoch: int = 0  # epochs completed
-    batch_in_epoch: int = 0  # batches of the current epoch done
-    items_seen: int = 0  # training items (images, clips, sequences), all ranks
-    best_val: float = math.inf  # lowest value of the task's best_metric so far
-    elapsed_s: float = 0.0  # wall-clock of earlier invocations
-    lr_progress: float = 0.0  # how much of a cosine schedule the clock has spent (0..1)
-    epoch_sums: dict[str, float] = field(default_factory=dict)  # Meter.state() of this epoch
-
-    def to_dict(self, device: torch.device) -> dict[str, Any]:
-        """The saved form, with the RNG states (key names kept from format 1)."""
-        s: dict[str, Any] = {
-            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-            "images_seen": self.items_seen, "best_val": self.best_val,
-            "elapsed_s": self.elapsed_s, "lr_progress": self.lr_progress,
-            "epoch_sums": dict(self.epoch_sums), "rng_cpu": torch.get_rng_state(),
-        }
-        if device.type == "cuda":
-            s["rng_cuda"] = torch.cuda.get_rng_state_all()
-        return s
-
-    @classmethod
-    def restore(cls, s: dict[str, Any], device: torch.device) -> TrainState:
-        """Read :meth:`to_dict`'s output (or a format-1 state) and restore the RNG states."""
-        torch.set_rng_state(s["rng_cpu"])
-        if device.type == "cuda" and "rng_cuda" in s:
-            torch.cuda.set_rng_state_all(s["rng_cuda"])
-        return cls(step=s["step"], epoch=s["epoch"], batch_in_epoch=s["batch_in_epoch"],
-                   items_seen=s["images_seen"],
-                   best_val=s.get("best_val", s.get("best_val_recon", math.inf)),
-                   elapsed_s=s["elapsed_s"], lr_progress=s.get("lr_progress", 0.0),
-                   epoch_sums=dict(s.get("epoch_sums", {})))
-
-
-def _elapsed_s(start_time: float, device: torch.device) -> float:
-    """Seconds since ``start_time``; the slowest rank's under torchrun, so that every rank
-    stops at the same step and follows the same learning rate."""
-    elapsed = time.time() - start_time
-    if get_world_size() > 1:
-        t = torch.tensor([elapsed], dtype=torch.float64, device=device)
-        elapsed = float(all_reduce_max_(t))
-    return elapsed
-
-
-class Clock:
-    """This invocation's wall-clock against its ``max_minutes`` budget, and the share of a
-    cosine schedule it has spent: ``start + (1 - start) * elapsed / budget``, where ``start`` is
-    what a resumed run had reached."""
-
-    def __init__(self, max_minutes: float, progress_start: float, device: torch.device) -> None:
-        self.budget_s = 60.0 * max_minutes
-        self.start = self.progress = progress_start
-        self.device = device
-        self.t0 = time.time()
-        self.elapsed = 0.0
-
-    def tick(self, step: int) -> None:
-        """After optimizer step ``step`` (0-based); ranks agree every CLOCK_SYNC_STEPS steps."""
-        if self.budget_s and (get_world_size() == 1 or step % CLOCK_SYNC_STEPS == 0):
-            self.elapsed = _elapsed_s(self.t0, self.device)
-            self.progress = self.start + (1 - self.start) * min(1.0, self.elapsed / self.budget_s)
-
-    def out_of_time(self) -> bool:
-        return bool(self.budget_s) and self.elapsed >= self.budget_s
-
-
-class FiniteGuard:
-    """Remembers, on the device, the first step whose loss was NaN or infinite; :meth:`check`
-    (a host sync) runs only where the loop reads values anyway or is about to save."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
-
-    def watch(self, loss: Tensor, step: int) -> None:
-        bad = ~torch.isfinite(loss.detach()) & (self.first_bad < 0)
-        self.first_bad = torch.where(bad, step + 1, self.first_bad)
-
-    def check(self, run_dir: Path) -> None:
-        bad = int(self.first_bad)
-        if bad >= 0:
-            raise TrainDiverged(
-                f"{run_dir}: the loss became NaN or infinite at step {bad}; training stopped "
-                f"and nothing after it was saved (lower the learning rate, check the data)")
+    signal: str = ""  # "SIGINT" or "SIGTERM" when interrupted
 
 
 @dataclass
@@ -203,9 +89,11 @@ class _Run:
     meter: Meter
     clock: Clock
     guard: FiniteGuard
+    progress: Progress
     writer: Any
     steps_per_epoch: int
     history: list[dict[str, Any]] = field(default_factory=list)
+    last_save: float = field(default_factory=time.time)
 
     @property
     def main(self) -> bool:
@@ -217,13 +105,19 @@ class _Run:
                              self.clock.progress)
 
     def log(self, record: dict[str, Any]) -> None:
-        if self.main:
+        if not self.main:
+            return
+        try:
             with open(self.run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
+        except OSError as e:
+            raise VQKitError(f"{self.run_dir / 'metrics.jsonl'}: cannot append "
+                             f"({e.strerror or e})") from None
 
     def save(self, which: str) -> None:
         """Checkpoint ``which`` ("last" or "best"); only rank 0 writes, never a diverged model."""
         self.guard.check(self.run_dir)
+        self.last_save = time.time()
         if not self.main:
             return
         s = self.state
@@ -289,91 +183,106 @@ def fit(task: Task, model: nn.Module, cfg: RunConfig, data: tuple[BatchSource, B
         run_dir: Path, *, device: torch.device, optimizer: torch.optim.Optimizer,
         state: TrainState, progress: bool = True, writer: Any = None,
         on_epoch_end: Any = None) -> TrainResult:
-    """Train ``model`` on ``data[0]`` until ``cfg.train``'s epochs, steps or minutes run out.
+    """Train ``model`` on ``data[0]`` until ``cfg.train``'s epochs, steps or minutes run out, or
+    SIGINT/SIGTERM asks it to stop (a resumable checkpoint is saved first).
 
     ``state`` holds the counters (fresh, or restored by :meth:`TrainState.restore`), the
     optimizer its state; ``on_epoch_end(record)`` runs on rank 0 after each epoch's record is
-    logged (e.g. to redraw plots). Raises :class:`TrainDiverged` when the loss stops being
-    finite.
+    logged (e.g. to redraw plots). Raises :class:`~vqkit.training.state.TrainDiverged` when the
+    loss stops being finite.
     """
     t = cfg.train
     train_data, val_data = data
     world = get_world_size()
     r = _Run(task=task, model=model, raw=getattr(model, "module", model), cfg=cfg,
-             val_data=val_data, optimizer=optimizer, run_dir=run_dir, device=device, state=state,
-             meter=Meter(state.epoch_sums), clock=Clock(t.max_minutes, state.lr_progress, device),
-             guard=FiniteGuard(device), writer=writer,
-             steps_per_epoch=train_data.num_batches(t.batch_size))
+             val_data=val_data, optimizer=optimizer, run_dir=run_dir, device=device,
+             state=state, meter=Meter(state.epoch_sums),
+             clock=Clock(t.max_minutes, state.lr_progress, device), guard=FiniteGuard(device),
+             progress=Progress(enabled=progress and is_main_process(), unit=task.unit,
+                               items_per_epoch=len(train_data), epochs=t.epochs,
+                               done=state.items_seen, budget_s=60 * t.max_minutes,
+                               seconds_per_item=task.seconds_per_item),
+             writer=writer, steps_per_epoch=train_data.num_batches(t.batch_size))
     stopped = "max_steps" if t.max_steps and state.step >= t.max_steps else "epochs"
     model.train()
-    while state.epoch < t.epochs and stopped == "epochs":
-        bar = (tqdm(total=r.steps_per_epoch, initial=state.batch_in_epoch, leave=False,
-                    desc=f"epoch {state.epoch + 1}", dynamic_ncols=True, disable=None)
-               if r.main and progress else None)
-        t_epoch, items_epoch = time.time(), 0
-        for batch in train_data.batches(t.batch_size, epoch=state.epoch, seed=t.seed,
-                                        start=state.batch_in_epoch, rank=get_rank(),
-                                        world_size=world):
-            values, n = train_step(r, batch)
-            r.clock.tick(state.step)
-            state.step += 1
-            state.batch_in_epoch += 1
-            state.items_seen += n * world
-            items_epoch += n * world
-            r.meter.add(values)
-            if bar is not None:
-                bar.update(1)
-            if state.step % t.log_every_steps == 0:
-                _log_step(r, values, bar)
-            if t.checkpoint_every_steps and state.step % t.checkpoint_every_steps == 0:
-                r.save("last")
-            if t.max_steps and state.step >= t.max_steps:
-                stopped = "max_steps"
-            elif r.clock.out_of_time():
-                stopped = "max_minutes"
-            if stopped != "epochs":
+    with StopSignals() as signals:
+        while state.epoch < t.epochs and stopped == "epochs":
+            r.progress.epoch(state.epoch)
+            t_epoch, items_epoch = time.time(), 0
+            for batch in train_data.batches(t.batch_size, epoch=state.epoch, seed=t.seed,
+                                            start=state.batch_in_epoch, rank=get_rank(),
+                                            world_size=world):
+                values, n = train_step(r, batch)
+                r.clock.tick(state.step)
+                state.step += 1
+                state.batch_in_epoch += 1
+                state.items_seen += n * world
+                items_epoch += n * world
+                r.meter.add(values)
+                r.progress.update(n * world)
+                if state.step % t.log_every_steps == 0:
+                    _log_step(r, values)
+                if ((t.checkpoint_every_steps and state.step % t.checkpoint_every_steps == 0)
+                        or (t.checkpoint_every_minutes
+                            and time.time() - r.last_save >= 60 * t.checkpoint_every_minutes)):
+                    r.save("last")
+                if t.max_steps and state.step >= t.max_steps:
+                    stopped = "max_steps"
+                elif r.clock.out_of_time():
+                    stopped = "max_minutes"
+                elif signals.requested(state.step, device):
+                    stopped = "interrupted"
+                if stopped != "epochs":
+                    break
+            if stopped != "epochs" and state.batch_in_epoch < r.steps_per_epoch:
+                if stopped == "max_minutes":
+                    # The budget's end is the schedule's end: judge these weights for "best".
+                    validate_and_save(r, {"kind": "stop", "reason": stopped, "step": state.step,
+                                          "epoch": state.epoch, "images_seen": state.items_seen})
+                else:
+                    r.save("last")  # mid-epoch stop: resume continues at batch_in_epoch
                 break
-        if bar is not None:
-            bar.close()
-        if stopped != "epochs" and state.batch_in_epoch < r.steps_per_epoch:
-            if stopped == "max_minutes":
-                # The budget's end is the schedule's end: judge these weights for "best" too.
-                validate_and_save(r, {"kind": "stop", "step": state.step, "epoch": state.epoch,
-                                      "images_seen": state.items_seen})
-            else:
-                r.save("last")  # mid-epoch stop: resume continues this epoch at batch_in_epoch
-            break
-        # -- end of epoch: validate, log, checkpoint
-        seconds = time.time() - t_epoch
-        record = validate_and_save(r, {
-            "kind": "epoch", "epoch": state.epoch + 1, "step": state.step,
-            "images_seen": state.items_seen, "lr": r.lr(),
-            "images_per_s": items_epoch / max(seconds, 1e-9), **task.log_values(r.raw),
-            **{f"train_{k}": v for k, v in r.meter.means().items()}})
-        if writer is not None:
-            for k, v in record.items():
-                if k.startswith(("train_", "val_")):
-                    writer.add_scalar(k.replace("_", "/", 1), v, state.step)
-        if r.main:
-            print(f"epoch {record['epoch']}/{t.epochs}  train loss {record['train_loss']:.4f}  "
-                  f"val loss {record.get('val_loss', math.nan):.4f}  {task.summary(record)}  "
-                  f"{record['images_per_s']:.0f} img/s", flush=True)
-            if on_epoch_end is not None:
-                on_epoch_end(record)
+            _end_of_epoch(r, items_epoch, time.time() - t_epoch, on_epoch_end)
+    r.progress.close()
     return TrainResult(run_dir, state.step, state.epoch, state.items_seen, stopped,
-                       state.best_val, task.best_metric, task.best_label, r.history)
+                       state.best_val, task.best_metric, task.best_label, r.history,
+                       signal=signals.name)
 
 
-def _log_step(r: _Run, values: dict[str, Tensor], bar: Any) -> None:
+def _end_of_epoch(r: _Run, items: int, seconds: float, on_epoch_end: Any) -> None:
+    """Validate, log, checkpoint; then TensorBoard, the epoch's line and ``on_epoch_end``."""
+    s, t = r.state, r.cfg.train
+    record = validate_and_save(r, {
+        "kind": "epoch", "epoch": s.epoch + 1, "step": s.step, "images_seen": s.items_seen,
+        "lr": r.lr(), "images_per_s": items / max(seconds, 1e-9), **r.task.log_values(r.raw),
+        **{f"train_{k}": v for k, v in r.meter.means().items()}})
+    if r.writer is not None:
+        for k, v in record.items():
+            if k.startswith(("train_", "val_")):
+                r.writer.add_scalar(k.replace("_", "/", 1), v, s.step)
+    if r.main:
+        rate = f"{record['images_per_s']:.0f} {r.task.unit}/s"
+        if r.task.seconds_per_item:
+            rate += f" ({record['images_per_s'] * r.task.seconds_per_item:.0f} s of audio/s)"
+        r.progress.write(f"epoch {record['epoch']}/{t.epochs}  train loss "
+                         f"{record['train_loss']:.4f}  val loss "
+                         f"{record.get('val_loss', math.nan):.4f}  {r.task.summary(record)}  "
+                         f"{rate}")
+        if on_epoch_end is not None:
+            on_epoch_end(record)
+
+
+def _log_step(r: _Run, values: dict[str, Tensor]) -> None:
     """The step record: ``float()`` waits for the device, so this runs every log_every_steps."""
     r.guard.check(r.run_dir)
     s = r.state
     rec = {"kind": "step", "step": s.step, "epoch": s.epoch, "images_seen": s.items_seen,
            "lr": r.lr(), **r.task.log_values(r.raw), **{k: float(v) for k, v in values.items()}}
     r.log(rec)
-    if bar is not None and "perplexity" in rec:
-        bar.set_postfix(loss=f"{rec['loss']:.4f}", ppl=f"{rec['perplexity']:.0f}",
-                        usage=f"{rec.get('window_usage', math.nan):.2f}")
+    shown = {"loss": f"{rec['loss']:.4f}"}
+    if "window_usage" in rec:
+        shown["codes used"] = f"{rec['window_usage']:.0%}"
+    r.progress.show(**shown)
     if r.writer is not None:
         for k in ("loss", "recon", "vq", "perplexity", "window_usage", "lr"):
             if k in rec:

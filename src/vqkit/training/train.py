@@ -2,30 +2,45 @@
 
 The run directory receives ``config.json``, ``metrics.jsonl`` (one JSON line per logged step,
 per epoch and per early stop), ``loss_vs_epochs.png`` and ``checkpoints/{last,best}``.
-``train(None, out_dir, resume=True)`` continues a run exactly where it stopped.
+``train(None, out_dir, resume=True)`` continues a run exactly where it stopped. One process
+writes a run folder at a time (:class:`~vqkit.rundir.RunLock`); a start that fails before the
+first checkpoint leaves no run folder behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from vqkit.checkpoint import checkpoint_dir, load_checkpoint
-from vqkit.config import RunConfig
+from vqkit.checkpoint import checkpoint_dir, find_checkpoint, load_checkpoint
+from vqkit.config import RunConfig, apply_dict
 from vqkit.data.loaders import load_training_data
 from vqkit.data.source import BatchSource
-from vqkit.distributed import get_rank, get_world_size, is_main_process, setup_distributed
+from vqkit.distributed import (
+    env_rank,
+    get_rank,
+    get_world_size,
+    is_main_process,
+    setup_distributed,
+)
 from vqkit.errors import VQKitError
 from vqkit.figures.curves import plot_loss_curves
 from vqkit.models import build_model
-from vqkit.training.loop import TrainResult, TrainState, fit
+from vqkit.rundir import LOCK_NAME, RunLock
+from vqkit.runlog import trim_to_step
+from vqkit.training.loop import TrainResult, fit
 from vqkit.training.schedule import build_optimizer
+from vqkit.training.state import TrainState
 from vqkit.training.vqvae_task import VQVAETask
 from vqkit.utils import resolve_device, seed_everything
 
 __all__ = ["TrainResult", "train"]
+
+RUN_FILES = ("config.json", "metrics.jsonl", "loss_vs_epochs.png", LOCK_NAME)
 
 
 def train(
@@ -47,26 +62,60 @@ def train(
     ``data`` may pass prepared ``(train, val)`` sources instead of loading them from ``cfg.data``.
     """
     run_dir = Path(out_dir)
+    if resume:
+        find_checkpoint(run_dir, "last")  # a clear error before anything else
+    elif cfg is None:
+        raise VQKitError("train: a config is needed unless resuming")
+    else:
+        cfg.validate()
+    created = not run_dir.exists()
+    if env_rank() == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(run_dir) if env_rank() == 0 else contextlib.nullcontext()
+    try:
+        with lock:
+            return _train_locked(cfg, run_dir, resume=resume, overrides=overrides or {},
+                                 progress=progress, data=data, tensorboard=tensorboard)
+    except BaseException:
+        if created and env_rank() == 0:
+            _remove_if_no_checkpoint(run_dir)
+        raise
+
+
+def _remove_if_no_checkpoint(run_dir: Path) -> None:
+    """Undo a start that failed before its first checkpoint: remove the files it wrote and the
+    folder (only if nothing else is in it)."""
+    if (run_dir / "checkpoints").exists():
+        return
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
+    with contextlib.suppress(OSError):
+        run_dir.rmdir()
+
+
+def _train_locked(cfg: RunConfig | None, run_dir: Path, *, resume: bool,
+                  overrides: dict[str, Any], progress: bool,
+                  data: tuple[BatchSource, BatchSource] | None, tensorboard: bool) -> TrainResult:
     # -- config: a resumed run takes everything (architecture included) from its saved config
     ckpt = None
     if resume:
         ckpt = load_checkpoint(run_dir, "last")
         cfg = ckpt.config
         cfg.train.max_steps, cfg.train.max_minutes = 0, 0.0
-        for k, v in (overrides or {}).items():
-            if v is not None:
-                setattr(cfg.train, k, v)
-    elif cfg is None:
-        raise VQKitError("train: a config is needed unless resuming")
+        apply_dict(cfg, {"train": {k: v for k, v in overrides.items() if v is not None}},
+                   "--resume option")
     elif (checkpoint_dir(run_dir, "last") / "meta.json").exists():
         raise VQKitError(f"{run_dir}: already holds a run; use --resume {run_dir} or a new --out")
+    assert cfg is not None
     t = cfg.train
 
     # -- setup: process group (under torchrun), seed, threads, device
     device = setup_distributed(resolve_device(t.device))
     if is_main_process():
-        run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(run_dir / "config.json")
+        if ckpt is not None:  # the records after the checkpoint will be logged again
+            trim_to_step(run_dir / "metrics.jsonl", ckpt.state["step"])
     seed_everything(t.seed + get_rank())
     if t.num_threads > 0:
         torch.set_num_threads(t.num_threads)
@@ -85,8 +134,12 @@ def train(
     optimizer = build_optimizer(t, model)
     state = TrainState()
     if ckpt is not None:
-        model.load_state_dict(ckpt.model_state)
-        optimizer.load_state_dict(ckpt.state["optimizer"])
+        try:
+            model.load_state_dict(ckpt.model_state)
+            optimizer.load_state_dict(ckpt.state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise VQKitError(f"{ckpt.path}: does not fit the model its config describes "
+                             f"({str(e).splitlines()[0]})") from None
         state = TrainState.restore(ckpt.state, device)
     wrapped = model
     if get_world_size() > 1:
@@ -105,9 +158,12 @@ def train(
         plot_loss_curves(run_dir / "metrics.jsonl", run_dir / "loss_vs_epochs.png")
 
     try:
-        return fit(VQVAETask(cfg, device), wrapped, cfg, (train_data, val_data), run_dir,
-                   device=device, optimizer=optimizer, state=state, progress=progress,
-                   writer=writer, on_epoch_end=on_epoch_end)
+        result = fit(VQVAETask(cfg, device), wrapped, cfg, (train_data, val_data), run_dir,
+                     device=device, optimizer=optimizer, state=state, progress=progress,
+                     writer=writer, on_epoch_end=on_epoch_end)
     finally:
         if writer is not None:
             writer.close()
+    if is_main_process():  # the plot shows every stop, not only epoch ends
+        plot_loss_curves(run_dir / "metrics.jsonl", run_dir / "loss_vs_epochs.png")
+    return result

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from vqkit.config import RunConfig
 from vqkit.data.source import Batch, BatchSource
 from vqkit.evaluation.metrics import code_histogram, histogram_stats
-from vqkit.training.loop import Meter
+from vqkit.training.state import Meter
 
 __all__ = ["VQVAETask", "reconstruction_loss", "split_batch"]
 
@@ -40,6 +40,11 @@ class VQVAETask:
 
     def __init__(self, cfg: RunConfig, device: torch.device) -> None:
         self.cfg, self.device = cfg, device
+        a = cfg.audio
+        self.unit = "img" if cfg.task == "image" else "clip"
+        frames = a.crop_frames or round(a.clip_s * a.sample_rate / a.hop_length)
+        speech = cfg.task == "speech"
+        self.seconds_per_item = frames * a.hop_length / a.sample_rate if speech else 0.0
 
     def _input(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
         x, mask = split_batch(batch)
