@@ -366,6 +366,30 @@ def test_formatting():
     assert H.code_stats(np.array([[1, 1, 0, 0]]))["perplexity"] == pytest.approx(2.0)
 
 
+def test_image_grid_puts_each_row_of_originals_above_its_reconstructions():
+    from vqkit.figures.images import image_grid
+
+    rng = np.random.default_rng(0)
+    orig = rng.integers(0, 256, size=(4, 2, 3, 3), dtype=np.uint8)  # (N, H, W, C)
+    rec = rng.integers(0, 256, size=(4, 2, 3, 3), dtype=np.uint8)
+    grid = image_grid(orig, 3, under=rec, scale=2, gap=1, pair_gap=3, fill=0.5)
+    # 2 pairs of rows of 2 * 2 px + 1 gap, 3 px apart; 3 columns of 3 * 2 px, 1 px apart
+    assert grid.dtype == np.uint8 and grid.shape == (2 * (4 + 1 + 4) + 3, 3 * 6 + 2, 3)
+    expected = np.full_like(grid, 128)
+    for i in range(4):
+        r, k = divmod(i, 3)
+        top, left = r * (9 + 3), k * (6 + 1)
+        expected[top:top + 4, left:left + 6] = orig[i].repeat(2, 0).repeat(2, 1)
+        expected[top + 5:top + 9, left:left + 6] = rec[i].repeat(2, 0).repeat(2, 1)
+    assert np.array_equal(grid, expected)
+    # TensorBoard's call: originals and reconstructions stacked, one row each, white 1 px gaps
+    both = np.concatenate([orig, rec]).astype(np.float32) / 255
+    tb = image_grid(both, ncols=4)
+    assert tb.dtype == np.float32 and tb.shape == (2 * (2 + 1) - 1, 4 * (3 + 1) - 1, 3)
+    assert np.array_equal(tb, image_grid(both[:4], 4, under=both[4:]))
+    assert np.array_equal(tb[3:, 4:7], both[5]) and (tb[2] == 1).all() and (tb[:, 3] == 1).all()
+
+
 # ---------------------------------------------------------------------------------------------
 # In a browser
 

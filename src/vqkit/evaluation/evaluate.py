@@ -7,6 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from vqkit.checkpoint import find_checkpoint
+from vqkit.data.cifar10 import load_cifar10
+from vqkit.data.images import ImageData
+from vqkit.evaluation.images import evaluate_images
+from vqkit.evaluation.speech import evaluate_speech
 from vqkit.models import load_model
 from vqkit.utils import atomic_write_text, resolve_device
 
@@ -34,18 +38,12 @@ def evaluate(
     used = "best" if find_checkpoint(run_dir, which).name == "best" else "last"
     root = data if data is not None else (cfg.data.root or None)
     if cfg.task == "image":
-        from vqkit.data.cifar10 import load_cifar10
-        from vqkit.data.images import ImageData
-        from vqkit.evaluation.images import evaluate_images
-
         images, _ = load_cifar10(root, split)
         if max_items:
             images = images[:max_items]
         metrics = evaluate_images(model, ImageData(images, split), device=dev,
                                   grid_path=run_dir / "original_and_reconstructed.png")
     else:
-        from vqkit.evaluation.speech import evaluate_speech
-
         metrics = evaluate_speech(model, cfg, root, split, run_dir=run_dir, device=dev,
                                   max_items=max_items)
     metrics = {"run": str(run_dir), "split": split, "checkpoint": used, **metrics}

@@ -7,14 +7,12 @@ from typing import Any
 
 import torch
 
+from vqkit.data.image_files import model_output_to_pixels
 from vqkit.data.images import ImageData, model_output_to_unit
-from vqkit.evaluation.metrics import (
-    code_histogram,
-    histogram_stats,
-    mse_per_item,
-    psnr_per_item,
-    ssim_per_item,
-)
+from vqkit.evaluation.metrics import mse_per_item, psnr_per_item, ssim_per_item
+from vqkit.figures.images import plot_originals_over_reconstructions
+from vqkit.quantizers.stats import code_histogram, histogram_stats
+from vqkit.rates import bits_per_pixel
 
 
 @torch.no_grad()
@@ -43,7 +41,7 @@ def evaluate_images(
         ssim.append(ssim_per_item(a, b).cpu())
         counts += code_histogram(out.codes, q.codebook_size, q.num_quantizers)
         if first is None:
-            first = (a[:n_grid].cpu(), b[:n_grid].cpu())
+            first = (model_output_to_pixels(x[:n_grid]), model_output_to_pixels(xhat[:n_grid]))
     perplexity, usage = histogram_stats(counts)
     positions = int(out.codes[0].numel() / max(1, q.num_quantizers))
     h, w = x.shape[-2:]
@@ -56,10 +54,8 @@ def evaluate_images(
         "codebook_size": q.codebook_size,
         "n_images": len(data),
         "bits_per_image": positions * q.bits_per_code,
-        "bits_per_pixel": positions * q.bits_per_code / (h * w),
+        "bits_per_pixel": bits_per_pixel(positions, q.bits_per_code, h * w),
     }
     if grid_path is not None and first is not None:
-        from vqkit.figures.images import plot_originals_over_reconstructions
-
-        plot_originals_over_reconstructions(first[0].numpy(), first[1].numpy(), grid_path)
+        plot_originals_over_reconstructions(first[0], first[1], grid_path)
     return result

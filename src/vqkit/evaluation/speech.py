@@ -17,19 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pystoi
 import torch
 
 from vqkit.audio.mel import load_audio
 from vqkit.audio.normalize import FLOOR_DB, clip_frames, pad_or_cut_frames
 from vqkit.audio.pipeline import (
     batch_model_input,
-    bitrate_bps,
     mel_db_to_waveforms,
     model_output_to_mel_db,
     prepare_mel_db,
 )
 from vqkit.config import RunConfig
-from vqkit.evaluation.metrics import code_histogram, histogram_stats
+from vqkit.data.speech import open_speech_cache, select_ids, source_path
+from vqkit.figures.speech import plot_mel_comparison, plot_speech_loss
+from vqkit.quantizers.stats import code_histogram, histogram_stats
+from vqkit.rates import bitrate_bps
 
 __all__ = ["STOI_MIN_S", "StoiGroups", "evaluate_speech", "real_codes"]
 
@@ -53,17 +56,15 @@ class StoiGroups:
             self._score()
 
     def _score(self) -> None:
-        from pystoi import stoi
-
         clean, recon, oracle = (np.concatenate([p[k] for p in self.pending]) for k in range(3))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            s = stoi(clean, recon, self.sample_rate)
+            s = pystoi.stoi(clean, recon, self.sample_rate)
         if any("Not enough STFT frames" in str(w.message) for w in caught):
             return  # too little speech yet: the group grows with the next utterance
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.stoi_oracle.append(float(stoi(clean, oracle, self.sample_rate)))
+            self.stoi_oracle.append(float(pystoi.stoi(clean, oracle, self.sample_rate)))
         self.stoi.append(float(s))
         self.utterances += len(self.pending)
         self.pending = []
@@ -142,8 +143,6 @@ def evaluate_speech(
         mel), ``stoi_ratio``, ``stoi_groups``, ``stoi_utterances``, ``n_utterances``,
         ``n_frames``, ``audio_s``, ``bitrate_bps``.
     """
-    from vqkit.data.speech import open_speech_cache, select_ids, source_path
-
     cfg = copy.deepcopy(cfg)
     if root is not None:
         cfg.data.root = str(root)
@@ -230,8 +229,6 @@ def evaluate_speech(
         "bitrate_bps": bitrate_bps(a, downsampling=down, bits_per_code=q.bits_per_code),
     }
     if run_dir is not None:
-        from vqkit.figures.speech import plot_mel_comparison, plot_speech_loss
-
         run_dir = Path(run_dir)
         if plots:
             shown = [plots[k] for k in sorted(plots)]

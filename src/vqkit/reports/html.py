@@ -164,7 +164,7 @@ def _live_samples(data: ReportData, *, which: str, device: str, n_images: int,
     else:
         counts, utts, n_used = _run_speech(model, cfg, n_utterances, hist_utterances, dev)
         data.utterances = utts
-        from vqkit.audio.pipeline import bitrate_bps
+        from vqkit.rates import bitrate_bps
 
         data.rate = (bitrate_bps(cfg.audio, downsampling=model.downsampling,
                                  bits_per_code=q.bits_per_code), "bits/s")
