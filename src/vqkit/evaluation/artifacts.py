@@ -86,12 +86,14 @@ class SpeechSample:
 class Evaluation:
     """A run's model on a split: metrics, code histogram, samples, and where they came from.
 
-    ``samples`` is :class:`ImageSamples`, a list of :class:`SpeechSample` or None;
-    ``checkpoint`` holds ``name``, ``step`` and ``epoch``; ``folder`` is where it was read from.
+    ``code_counts`` is int64 (num_quantizers, codebook_size) (None for metrics alone, as in a
+    ``--json`` file); ``samples`` is :class:`ImageSamples`, a list of :class:`SpeechSample` or
+    None; ``checkpoint`` holds ``name``, ``step`` and ``epoch``; ``folder`` is where it was
+    read from.
     """
 
     metrics: dict[str, Any]
-    code_counts: np.ndarray  # (num_quantizers, codebook_size) int64
+    code_counts: np.ndarray | None
     samples: ImageSamples | list[SpeechSample] | None = None
     run: str = ""
     split: str = ""
