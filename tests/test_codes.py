@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -261,8 +262,6 @@ def test_encode_and_reconstruct_refuse_a_bad_image_with_one_message(tmp_path, ca
 
 
 def write_tone(path, seconds, sample_rate, channels=1, seed=0):
-    import soundfile as sf
-
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     f0 = 150 + 100 * seed
@@ -283,8 +282,6 @@ def wav_files(tmp_path):
 
 @pytest.mark.parametrize("preset", ["l2arctic", "l2arctic-seed"])
 def test_encode_decode_audio_equals_reconstruct(tmp_path, wav_files, preset, capsys):
-    import soundfile as sf
-
     run = make_run(tmp_path / "run", preset)
     inputs = list(map(str, wav_files))
     assert main(["encode", str(run), *inputs, "--out", str(tmp_path / "c.npz")]) == 0

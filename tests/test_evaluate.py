@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_speech_training import TINY, write_corpus
 
 from vqkit.audio.mel import load_audio
 from vqkit.audio.pipeline import wav_to_model_input
@@ -97,7 +98,8 @@ def test_image_evaluation_folder_holds_metrics_histogram_and_samples(image_run, 
 
 def test_evaluating_again_replaces_the_folder(image_run, cifar_root, capsys):
     assert main(["evaluate", str(image_run), "--split", "test", "--max-items", "4"]) == 0
-    assert "on split 'test'" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "on split 'test'" in out and f"saved in {image_run / 'eval' / 'test'}" in out
     folder = evaluation_dir(image_run, "test")
     first = json.loads((folder / "metrics.json").read_text())["metrics"]
     assert first["n_images"] == 4 and np.load(folder / "code_counts.npy").sum() == 4 * 64
@@ -158,8 +160,6 @@ def _peak_time_zeroed(wav: bytes) -> bytes:
 
 @pytest.fixture
 def speech_run(tmp_path, monkeypatch):
-    from test_speech_training import TINY, write_corpus
-
     monkeypatch.setenv("VQKIT_DATA", str(tmp_path / "vqkit-data"))
     corpus = write_corpus(tmp_path / "corpus")
     cfg = get_preset("l2arctic")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import html
 import io
 import json
@@ -27,17 +28,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.torch
 import soundfile as sf
+import torch
+from conftest import make_cifar_dir
 from PIL import Image
 
 from vqkit.cli import main
+from vqkit.config import apply_overrides, get_preset
+from vqkit.data.cifar10 import load_cifar10
+from vqkit.data.images import ImageData
+from vqkit.data.speech import load_speech_data
 from vqkit.errors import VQKitError
 from vqkit.evaluation.artifacts import read_evaluation
 from vqkit.evaluation.evaluate import evaluate
 from vqkit.figures.images import image_grid
+from vqkit.models import load_model
 from vqkit.quantizers.stats import histogram_summary
 from vqkit.reports import gather, render, write_report
 from vqkit.reports.page import fmt
+from vqkit.reports.read import codebook_shape
+from vqkit.training import tensorboard as tb
+from vqkit.training.tensorboard import TensorBoardWriter, make_writer
 from vqkit.training.train import train
 
 # ---------------------------------------------------------------------------------------------
@@ -53,8 +65,6 @@ def find_chromium() -> str | None:
 
 
 def _high_fd(fd: int) -> int:
-    import fcntl
-
     high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
     os.close(fd)
     return high
@@ -246,10 +256,6 @@ def render_page(browser: Browser, page: Path, *, dark: bool = False, width: int 
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory):
     """A tiny image run (2 epochs) with an evaluation, its data in the official format."""
-    from conftest import make_cifar_dir
-
-    from vqkit.config import get_preset
-
     tmp = tmp_path_factory.mktemp("image")
     make_cifar_dir(tmp / "data")
     cfg = get_preset("cifar10")
@@ -273,10 +279,6 @@ def image_report(image_run):
 @pytest.fixture(scope="module")
 def speech_run(tmp_path_factory):
     """A tiny speech run: 3 speakers x 2 synthetic tones, 1 epoch, speaker CCC held out."""
-    import soundfile as sf
-
-    from vqkit.config import apply_overrides, get_preset
-
     tmp_path = tmp_path_factory.mktemp("speech")
     mp = pytest.MonkeyPatch()
     mp.setenv("VQKIT_DATA", str(tmp_path / "vqkit-data"))
@@ -384,6 +386,7 @@ def test_speech_report_plays_what_vqkit_reconstruct_writes(speech_run, speech_re
     assert len(wavs) == 2 * 3 and all(w.startswith(b"RIFF") for w in wavs)
     assert "CCC/utt_0" in page and "CCC/utt_1" in page and "Griffin-Lim of the true mel" in page
     assert "bits/s" in page and "split &#x27;speakers:CCC&#x27;, best checkpoint" in page
+    assert "rvq, 16 codes x 2 stages" in page
     # two spectrograms per utterance, three themed figures, the run's PNGs
     saved = len(list(speech_report.parent.glob("*.png")))
     assert sum(mime == "image/png" for mime, _ in blobs) == 2 * 2 + 3 * 2 + saved
@@ -422,8 +425,6 @@ def test_report_without_an_evaluation_says_how_to_add_one(image_run, tmp_path):
 
 
 def test_report_on_a_run_written_by_the_previous_vqkit(tmp_path, capsys):
-    from conftest import make_cifar_dir
-
     run = tmp_path / "legacy"
     shutil.copytree(Path(__file__).parent / "data" / "legacy_run_v1", run)
     # what `vqkit evaluate --json RUN/eval.json` wrote before evaluation folders existed
@@ -452,9 +453,6 @@ def test_report_on_a_run_written_by_the_previous_vqkit(tmp_path, capsys):
 
 
 def test_report_loads_no_weights(image_run, tmp_path, monkeypatch):
-    import safetensors.torch
-    import torch
-
     def refuse(*args, **kwargs):
         raise AssertionError("vqkit report loaded weights")
 
@@ -483,6 +481,14 @@ def test_report_errors_are_one_line(tmp_path, capsys):
         write_report(tmp_path / "empty")
     with pytest.raises(SystemExit):  # options of the live report are gone
         main(["report", str(tmp_path / "empty"), "--no-samples"])
+
+
+def test_codebook_shape_of_a_saved_config():
+    assert codebook_shape({"quantizer": {"kind": "fsq", "levels": [8, 5, 5, 5]}}) == (1000, 1)
+    assert codebook_shape({"quantizer": {"kind": "rvq", "codebook_size": 512,
+                                         "num_quantizers": 4}}) == (512, 4)
+    assert codebook_shape({"quantizer": {"kind": "vq", "codebook_size": 512,
+                                         "num_quantizers": 4}}) == (512, 1)
 
 
 def test_formatting():
@@ -567,8 +573,6 @@ def test_speech_report_renders_in_chromium(browser, speech_report, tmp_path):
 
 
 def _check_screenshot(shot: Path, dark: bool) -> None:
-    from PIL import Image
-
     with Image.open(shot) as im:
         assert im.width == 1280 and im.height > 900
         px = np.asarray(im.convert("L"), dtype=np.float32)
@@ -582,8 +586,6 @@ def _check_screenshot(shot: Path, dark: bool) -> None:
 
 
 def test_tensorboard_missing_is_a_clear_error(tmp_path, monkeypatch):
-    from vqkit.training import tensorboard as tb
-
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard -> ImportError
     with pytest.raises(VQKitError, match=r"vqkit\[tensorboard\]"):
         tb.make_writer(tmp_path)
@@ -612,13 +614,6 @@ class FakeSummaryWriter:
 
 
 def test_tensorboard_writer_converts_images_audio_and_logs_samples(image_run, tmp_path):
-    import torch
-
-    from vqkit.data.cifar10 import load_cifar10
-    from vqkit.data.images import ImageData
-    from vqkit.models import load_model
-    from vqkit.training.tensorboard import TensorBoardWriter
-
     fake = FakeSummaryWriter()
     w = TensorBoardWriter(tmp_path / "tb", backend=fake)
     w.add_scalar("train/loss", torch.tensor(0.5), 3)
@@ -641,10 +636,6 @@ def test_tensorboard_writer_converts_images_audio_and_logs_samples(image_run, tm
 
 
 def test_tensorboard_logs_speech_mels_and_audio(speech_run):
-    from vqkit.data.speech import load_speech_data
-    from vqkit.models import load_model
-    from vqkit.training.tensorboard import TensorBoardWriter
-
     model, cfg = load_model(speech_run)
     fake = FakeSummaryWriter()
     mp = pytest.MonkeyPatch()
@@ -661,8 +652,6 @@ def test_tensorboard_logs_speech_mels_and_audio(speech_run):
 
 def test_tensorboard_writes_event_files(tmp_path):
     pytest.importorskip("tensorboard", reason="optional: pip install 'vqkit[tensorboard]'")
-    from vqkit.training.tensorboard import make_writer
-
     w = make_writer(tmp_path)
     w.add_scalar("x", 1.0, 0)
     w.add_image("img", np.random.rand(4, 4, 3), 0)

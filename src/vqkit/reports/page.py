@@ -31,7 +31,7 @@ from vqkit.figures.images import image_grid
 from vqkit.figures.report import histogram_figure, loss_figure, usage_figure
 from vqkit.figures.themes import png_bytes, spectrogram_png
 from vqkit.quantizers.stats import histogram_summary
-from vqkit.reports.read import ReportData, gather, nominal_rate
+from vqkit.reports.read import ReportData, codebook_shape, gather, nominal_rate
 from vqkit.utils import atomic_write_text
 
 __all__ = ["REPORT_NAME", "fmt", "render", "write_report"]
@@ -217,13 +217,6 @@ def _training_section(data: ReportData) -> str:
     return _section("training", "Training", "".join(parts))
 
 
-def _codebook_size(data: ReportData) -> int:
-    q = data.config.get("quantizer", {})
-    if q.get("kind") == "fsq":
-        return math.prod(q.get("levels", [1]))
-    return int(q.get("codebook_size", 1))
-
-
 def _histogram(data: ReportData, ev: Evaluation) -> str:
     counts = ev.code_counts
     s = histogram_summary(counts)
@@ -244,7 +237,7 @@ def _histogram(data: ReportData, ev: Evaluation) -> str:
 
 def _codebook_section(data: ReportData) -> str:
     parts = []
-    fig = usage_figure(data.steps, data.epochs, max(_codebook_size(data), 1))
+    fig = usage_figure(data.steps, data.epochs, max(codebook_shape(data.config)[0], 1))
     if fig is not None:
         parts.append(picture(fig, "codebook usage over training",
                              "Usage per batch and over the sliding window of recent batches "
@@ -328,13 +321,11 @@ def render(data: ReportData) -> str:
     name = data.run_dir.resolve().name
     task, preset = cfg.get("task", "?"), cfg.get("preset") or "custom"
     q = cfg.get("quantizer", {})
+    size, stages = codebook_shape(cfg)
     quant = q.get("kind", "vq")
-    if quant == "fsq":
-        quant += f" levels {q.get('levels')}"
-    else:
-        quant += f", {q.get('codebook_size')} codes"
-        if quant.startswith("rvq") and q.get("num_quantizers", 1) > 1:
-            quant += f" x {q.get('num_quantizers')} stages"
+    quant += f" levels {q.get('levels')}" if quant == "fsq" else f", {size} codes"
+    if stages > 1:
+        quant += f" x {stages} stages"
     ck = data.checkpoint
     ck_text = (f"{ck.get('name')} checkpoint: epoch {ck.get('epoch', '?')}, step "
                f"{ck.get('step', '?')}" if ck else "no checkpoint")

@@ -24,7 +24,7 @@ from vqkit.evaluation.artifacts import Evaluation, evaluation_folders, read_eval
 from vqkit.rates import bitrate_bps, bits_per_code, bits_per_pixel
 from vqkit.runlog import read_metrics
 
-__all__ = ["ReportData", "gather", "nominal_rate"]
+__all__ = ["ReportData", "codebook_shape", "gather", "nominal_rate"]
 
 _PROVENANCE = ("run", "split", "checkpoint")  # keys of an eval*.json file that are no metric
 
@@ -151,6 +151,16 @@ def gather(run_dir: str | Path) -> ReportData:
     return data
 
 
+def codebook_shape(config: dict[str, Any]) -> tuple[int, int]:
+    """(codebook_size, num_quantizers) of a saved config's quantizer section: FSQ has
+    ``prod(levels)`` codes, only RVQ has several stages."""
+    q = config.get("quantizer", {})
+    if q.get("kind") == "fsq":
+        return math.prod(q.get("levels", [1])), 1
+    stages = int(q.get("num_quantizers", 1)) if q.get("kind") == "rvq" else 1
+    return int(q.get("codebook_size", 1)), stages
+
+
 def nominal_rate(data: ReportData) -> tuple[float, str] | None:
     """(rate, unit) of the run's codes: from an evaluation's ``bits_per_pixel`` /
     ``bitrate_bps``, else computed from the config (images: sides a multiple of the
@@ -163,9 +173,7 @@ def nominal_rate(data: ReportData) -> tuple[float, str] | None:
         cfg = RunConfig.from_dict(data.config)
     except VQKitError:
         return None
-    q = cfg.quantizer
-    bpc = bits_per_code(math.prod(q.levels) if q.kind == "fsq" else q.codebook_size,
-                        q.num_quantizers if q.kind == "rvq" else 1)
+    bpc = bits_per_code(*codebook_shape(data.config))
     down = 2 ** cfg.model.num_downsamples
     if cfg.task == "image":
         return bits_per_pixel(1, bpc, down * down), "bits/pixel"
