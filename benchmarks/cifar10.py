@@ -114,7 +114,7 @@ def train_and_evaluate(kind, overrides, train_imgs, val, epochs: int, work: Path
         seconds = time.perf_counter() - t
         evaluated, _ = load_model(run_dir, "last")
     with torch.no_grad():
-        metrics = evaluate_images(evaluated, ImageData(val))
+        metrics = evaluate_images(evaluated, ImageData(val), n_examples=0).metrics
     return {"train_seconds": seconds, **metrics}
 
 

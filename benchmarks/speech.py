@@ -101,7 +101,7 @@ def run_notebook(data: str, train_split: str, test_split: str, minutes: float, s
     seconds = time.time() - t0
     cfg = get_preset("l2arctic-seed")
     metrics = evaluate_speech(nb.EvalAdapter(model.eval()), cfg, data, test_split,
-                              max_items=max_items)
+                              max_items=max_items).metrics
     return {"steps": steps, "epochs": epochs, "train_s": seconds,
             "last_train_recon": log[-1][0], "last_train_perplexity": log[-1][1], **metrics}
 
@@ -118,7 +118,8 @@ def run_vqkit(preset: str, data: str, train_split: str, test_split: str, minutes
     res = train(cfg, run_dir, progress=False)
     seconds = time.time() - t0
     model, cfg = load_model(run_dir, "last")
-    metrics = evaluate_speech(model, cfg, data, test_split, run_dir=run_dir, max_items=max_items)
+    metrics = evaluate_speech(model, cfg, data, test_split, run_dir=run_dir,
+                              max_items=max_items).metrics
     return {"steps": res.step, "epochs": res.epoch, "train_s": seconds, "run_dir": str(run_dir),
             **metrics}
 

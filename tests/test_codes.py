@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,22 +16,20 @@ from PIL import Image
 from vqkit.checkpoint import checkpoint_dir, save_checkpoint
 from vqkit.cli import main
 from vqkit.codes import (
-    bits_per_pixel,
-    bits_per_second,
     code_dtype,
     decode_file,
     encode_files,
     load_codes,
     model_fingerprint,
-    model_output_to_image,
-    pad_to_multiple,
-    read_image,
     save_codes,
 )
 from vqkit.config import get_preset
+from vqkit.data.image_files import model_output_to_pixels, pad_to_multiple, read_image
 from vqkit.data.images import images_to_model_input
 from vqkit.errors import DataError, VQKitError
 from vqkit.models import build_model, load_model
+from vqkit.rates import bitrate_bps, bits_per_code, bits_per_pixel, bits_per_second, frame_rate_hz
+from vqkit.utils import unique_stems
 
 
 def make_run(path, preset="cifar10", seed=0, **quantizer):
@@ -78,7 +77,8 @@ def reconstruct_png(run, path):
     x = images_to_model_input(pad_to_multiple(img, model.downsampling)[None])
     with torch.no_grad():
         x_hat, _ = model(x)
-    return model_output_to_image(x_hat, *img.shape[1:])
+    h, w = img.shape[1:]
+    return model_output_to_pixels(x_hat[0])[:h, :w]
 
 
 def test_encode_decode_images_equals_reconstruction(tmp_path, image_files, capsys):
@@ -222,6 +222,39 @@ def test_rates():
     assert bits_per_pixel(64, 9, 32 * 32) == pytest.approx(0.5625)
     # l2arctic preset: 128 mels / 4 x (16000 / 256 / 4) frames per second, 9 bits each
     assert bits_per_second(32 * 15.625, 9, 1.0) == pytest.approx(4500)
+    assert bits_per_code(512) == 9.0 and bits_per_code(512, 2) == 18.0
+    assert frame_rate_hz(get_preset("l2arctic")) == 62.5
+    # the thesis (l2arctic-seed): one stage of 512 codes, 4500 bit/s; the default: two stages
+    for preset, bps in (("l2arctic-seed", 4500.0), ("l2arctic", 9000.0)):
+        cfg = get_preset(preset)
+        q = build_model(cfg.model, cfg.quantizer).quantizer
+        assert q.bits_per_code == bits_per_code(cfg.quantizer.codebook_size,
+                                                cfg.quantizer.num_quantizers)
+        assert bitrate_bps(cfg, downsampling=4, bits_per_code=q.bits_per_code) == bps
+        assert bitrate_bps(cfg.audio, downsampling=4, bits_per_code=q.bits_per_code) == bps
+
+
+def test_unique_stems():
+    assert unique_stems(["a/x.png", "b/x.png", "x.wav", "y.jpg", "c/y"]) == [
+        "x", "x-2", "x-3", "y", "y-2"]
+    assert unique_stems([]) == []
+
+
+def test_encode_and_reconstruct_refuse_a_bad_image_with_one_message(tmp_path, capsys):
+    run = make_run(tmp_path / "run")
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a png")
+    assert main(["encode", str(run), str(junk), "--out", str(tmp_path / "c.npz")]) == 2
+    encode_err = capsys.readouterr().err
+    assert main(["reconstruct", str(run), str(junk), "--out", str(tmp_path / "rec")]) == 2
+    reconstruct_err = capsys.readouterr().err
+    for err in (encode_err, reconstruct_err):
+        assert err.count("\n") == 1 and f"{junk}: not a readable image (" in err
+    assert encode_err.split(": error: ")[1] == reconstruct_err.split(": error: ")[1]
+    with pytest.raises(DataError, match=r"missing\.png: no such file"):
+        read_image(tmp_path / "missing.png")
+    with pytest.raises(DataError, match="takes 2 channels"):
+        read_image(junk, channels=2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,8 +262,6 @@ def test_rates():
 
 
 def write_tone(path, seconds, sample_rate, channels=1, seed=0):
-    import soundfile as sf
-
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     f0 = 150 + 100 * seed
@@ -251,8 +282,6 @@ def wav_files(tmp_path):
 
 @pytest.mark.parametrize("preset", ["l2arctic", "l2arctic-seed"])
 def test_encode_decode_audio_equals_reconstruct(tmp_path, wav_files, preset, capsys):
-    import soundfile as sf
-
     run = make_run(tmp_path / "run", preset)
     inputs = list(map(str, wav_files))
     assert main(["encode", str(run), *inputs, "--out", str(tmp_path / "c.npz")]) == 0

@@ -22,6 +22,12 @@ from vqkit.quantizers import (
     straight_through,
 )
 from vqkit.quantizers.base import channels_last
+from vqkit.quantizers.stats import (
+    code_histogram,
+    code_statistics,
+    histogram_stats,
+    histogram_summary,
+)
 from vqkit.quantizers.vq import nearest_code
 
 FAST = settings(max_examples=25, deadline=None)
@@ -477,3 +483,28 @@ def test_factory_quantizers_share_the_interface(cfg):
 def test_factory_rejects_bad_configs(cfg):
     with pytest.raises(ConfigError):
         build_quantizer(cfg, 4)
+
+
+def test_code_statistics_batch_and_split():
+    codes = torch.tensor([[0, 0, 1, 3], [3, 3, 3, 3]])  # one stage, 8 codes
+    counts, ppl = code_statistics(codes, 5)  # per batch: float32, on the codes' device
+    assert counts.dtype == torch.float32 and counts.tolist() == [2, 1, 0, 5, 0]
+    p = torch.tensor([2, 1, 5], dtype=torch.float64) / 8
+    assert float(ppl) == pytest.approx(math.exp(-(p * p.log()).sum()), rel=1e-6)
+    hist = code_histogram(codes, 5)  # a split: int64 (K, codebook_size)
+    assert hist.dtype == torch.long and hist.tolist() == [[2, 1, 0, 5, 0]]
+    perplexity, usage = histogram_stats(hist)
+    assert perplexity == pytest.approx(float(ppl), rel=1e-6) and usage == 3 / 5
+    # two stages with a missing third one (quantizer dropout): stage means
+    rvq = torch.stack([codes, codes.flip(1) % 2], dim=-1)  # (B, S, K=2)
+    hist = code_histogram(rvq, 5, num_quantizers=3)
+    assert hist.shape == (3, 5) and hist[1].tolist() == [2, 6, 0, 0, 0] and hist[2].sum() == 0
+    s = histogram_summary(hist[:2].numpy())
+    ppl2 = math.exp(-(0.25 * math.log(0.25) + 0.75 * math.log(0.75)))
+    assert s["perplexity"] == pytest.approx((float(ppl) + ppl2) / 2)
+    assert s["usage"] == pytest.approx((3 / 5 + 2 / 5) / 2) and s["used"] == 2.5
+    assert s["total"] == 8 and s["codebook_size"] == 5
+    uniform = histogram_summary([[1, 1, 0, 0]])
+    assert uniform["perplexity"] == pytest.approx(2.0) and uniform["entropy_bits"] == 1.0
+    same = histogram_stats(torch.tensor([[1, 1, 0, 0]]))
+    assert (uniform["perplexity"], uniform["usage"]) == same

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
+import html
+import io
 import json
 import os
 import queue
@@ -25,11 +28,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.torch
+import soundfile as sf
+import torch
+from conftest import make_cifar_dir
+from PIL import Image
 
 from vqkit.cli import main
+from vqkit.config import apply_overrides, get_preset
+from vqkit.data.cifar10 import load_cifar10
+from vqkit.data.images import ImageData
+from vqkit.data.speech import load_speech_data
 from vqkit.errors import VQKitError
+from vqkit.evaluation.artifacts import read_evaluation
 from vqkit.evaluation.evaluate import evaluate
-from vqkit.reports import html as H
+from vqkit.figures.images import image_grid
+from vqkit.models import load_model
+from vqkit.quantizers.stats import histogram_summary
+from vqkit.reports import gather, render, write_report
+from vqkit.reports.page import fmt
+from vqkit.reports.read import codebook_shape
+from vqkit.training import tensorboard as tb
+from vqkit.training.tensorboard import TensorBoardWriter, make_writer
 from vqkit.training.train import train
 
 # ---------------------------------------------------------------------------------------------
@@ -45,8 +65,6 @@ def find_chromium() -> str | None:
 
 
 def _high_fd(fd: int) -> int:
-    import fcntl
-
     high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
     os.close(fd)
     return high
@@ -238,10 +256,6 @@ def render_page(browser: Browser, page: Path, *, dark: bool = False, width: int 
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory):
     """A tiny image run (2 epochs) with an evaluation, its data in the official format."""
-    from conftest import make_cifar_dir
-
-    from vqkit.config import get_preset
-
     tmp = tmp_path_factory.mktemp("image")
     make_cifar_dir(tmp / "data")
     cfg = get_preset("cifar10")
@@ -265,10 +279,6 @@ def image_report(image_run):
 @pytest.fixture(scope="module")
 def speech_run(tmp_path_factory):
     """A tiny speech run: 3 speakers x 2 synthetic tones, 1 epoch, speaker CCC held out."""
-    import soundfile as sf
-
-    from vqkit.config import apply_overrides, get_preset
-
     tmp_path = tmp_path_factory.mktemp("speech")
     mp = pytest.MonkeyPatch()
     mp.setenv("VQKIT_DATA", str(tmp_path / "vqkit-data"))
@@ -293,7 +303,8 @@ def speech_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def speech_report(speech_run):
-    return H.write_report(speech_run, n_utterances=2)
+    evaluate(speech_run, split="speakers:CCC")
+    return write_report(speech_run)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,16 +312,31 @@ def speech_report(speech_run):
 
 
 DATA_URI = re.compile(r'(?:src|srcset)="data:([a-z]+/[a-z0-9.+-]+);base64,([A-Za-z0-9+/=]+)"')
+PIXEL_IMG = re.compile(r'<img class="pixel" src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+NOTE = "run <code>vqkit evaluate RUN</code> to add samples and the code histogram"
 
 
 def embedded(page: str) -> list[tuple[str, bytes]]:
     return [(mime, base64.b64decode(b64, validate=True)) for mime, b64 in DATA_URI.findall(page)]
 
 
+def section(page: str, ident: str) -> str:
+    start = page.index(f'<section id="{ident}">')
+    return page[start:page.index("</section>", start)]
+
+
+def kpi(page: str, label: str) -> str:
+    """The value shown above ``label`` in a KPI tile."""
+    m = re.search(r'<div class="v">([^<]*)</div><div class="k">' + re.escape(label) + "</div>",
+                  page)
+    assert m, label
+    return html.unescape(m.group(1))
+
+
 def test_image_report_is_one_self_contained_page(image_report):
     page = image_report.read_text()
-    for section in ("summary", "evaluation", "training", "codebook", "samples", "config"):
-        assert f'id="{section}"' in page
+    for ident in ("summary", "evaluation", "training", "codebook", "samples", "config"):
+        assert f'id="{ident}"' in page
     # every resource is embedded; nothing refers outside the page
     assert not re.search(r'(?:src|href|srcset)="(?!data:|#)', page)
     assert "<script" not in page and "prefers-color-scheme: dark" in page
@@ -319,37 +345,132 @@ def test_image_report_is_one_self_contained_page(image_report):
     # loss, usage and histogram figures in two themes, the sample grid, the run's PNGs
     saved = len(list(image_report.parent.glob("*.png")))
     assert saved >= 2 and len(blobs) == 3 * 2 + 1 + saved
-    # config, eval metrics, rate and the provenance of the histogram are on the page
     assert "codebook_size" in page and "psnr" in page and "bits/pixel" in page
-    assert "computed by this report" in page
+    assert NOTE not in page
 
 
-def test_speech_report_has_utterances_with_three_players(speech_report):
+def test_image_report_shows_the_evaluation_artifacts(image_run, image_report):
+    page = image_report.read_text()
+    ev = read_evaluation(image_run / "eval" / "val")
+    ck = ev.checkpoint
+    where = f"split &#x27;val&#x27;, best checkpoint (step {ck['step']}, epoch {ck['epoch']}), "
+    assert where + "eval/val" in page
+    # eval.json repeats eval/val's metrics: one column, not two
+    assert section(page, "evaluation").count("<th>split ") == 1
+    # the histogram numbers are those of the saved histogram and of evaluate's metrics
+    counts = ev.code_counts
+    codebook = section(page, "codebook")
+    assert kpi(codebook, "codes used") == f"{int((counts > 0).sum())} / 32"
+    assert kpi(codebook, "perplexity") == fmt(ev.metrics["perplexity"])
+    assert kpi(codebook, "codebook usage") == fmt(ev.metrics["codebook_usage"])
+    assert kpi(codebook, "codes counted") == fmt(int(counts.sum())) == "1,024"
+    assert "Every code of the split (16 images)" in codebook
+    assert kpi(page, "bits/pixel") == fmt(ev.metrics["bits_per_pixel"]) == "0.3125"
+    assert kpi(page, "PSNR (dB) (val)") == fmt(ev.metrics["psnr"])
+    # the sample grid is the saved samples, each row of originals over its reconstructions
+    (b64,) = PIXEL_IMG.findall(section(page, "samples"))
+    with Image.open(io.BytesIO(base64.b64decode(b64))) as im:
+        shown = np.asarray(im)
+    s = ev.samples
+    assert np.array_equal(shown, image_grid(s.originals, 8, under=s.reconstructions, scale=4,
+                                            gap=4, pair_gap=16, fill=0.5))
+    assert shown.shape == (2 * (2 * 128 + 4) + 16, 8 * 128 + 7 * 4, 3)
+    assert np.array_equal(shown[:128, :128], s.originals[0].repeat(4, 0).repeat(4, 1))
+    assert np.array_equal(shown[132:260, 132:260], s.reconstructions[1].repeat(4, 0).repeat(4, 1))
+
+
+def test_speech_report_plays_what_vqkit_reconstruct_writes(speech_run, speech_report, tmp_path):
     page = speech_report.read_text()
     blobs = embedded(page)
     wavs = [data for mime, data in blobs if mime == "audio/wav"]
     assert len(wavs) == 2 * 3 and all(w.startswith(b"RIFF") for w in wavs)
     assert "CCC/utt_0" in page and "CCC/utt_1" in page and "Griffin-Lim of the true mel" in page
-    assert "bits/s" in page and "utterances of the &#x27;speakers:CCC&#x27; split" in page
+    assert "bits/s" in page and "split &#x27;speakers:CCC&#x27;, best checkpoint" in page
+    assert "rvq, 16 codes x 2 stages" in page
     # two spectrograms per utterance, three themed figures, the run's PNGs
     saved = len(list(speech_report.parent.glob("*.png")))
     assert sum(mime == "image/png" for mime, _ in blobs) == 2 * 2 + 3 * 2 + saved
+    # the players hold, as 16-bit PCM, the original and the two WAVs vqkit reconstruct writes
+    src = [speech_run.parent / "data" / "CCC" / "wav" / f"utt_{u}.wav" for u in range(2)]
+    assert main(["reconstruct", str(speech_run), *map(str, src), "--out",
+                 str(tmp_path / "rec")]) == 0
+    ev = read_evaluation(speech_run / "eval" / "speakers-CCC")
+    for i, path in enumerate(src):
+        original, oracle, recon = (sf.read(io.BytesIO(w), dtype="float32")[0]
+                                   for w in wavs[3 * i:3 * i + 3])
+        theirs = {"oracle": f"{path.stem}.griffinlim.wav", "reconstruction": f"{path.stem}.wav"}
+        for kind, shown in (("oracle", oracle), ("reconstruction", recon)):
+            y, _ = sf.read(tmp_path / "rec" / theirs[kind], dtype="float32")
+            assert shown.shape == y.shape
+            assert np.abs(shown - np.clip(y, -1, 1)).max() <= 1 / 32768, (i, kind)
+        assert np.abs(original - ev.samples[i].audio["original"]).max() <= 1 / 32768
+    assert kpi(section(page, "codebook"), "codes counted per stage") == fmt(
+        int(ev.code_counts[0].sum()))
 
 
-def test_report_without_data_or_checkpoint_still_writes(image_run, monkeypatch):
-    from vqkit.errors import DataError
+def test_report_without_an_evaluation_says_how_to_add_one(image_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(image_run, run, ignore=shutil.ignore_patterns("eval", "eval*.json"))
+    page = render(gather(run))
+    for ident in ("evaluation", "codebook", "samples"):
+        assert NOTE in section(page, ident)
+    assert "<picture>" in section(page, "training")  # curves from metrics.jsonl
+    assert 'class="pixel"' not in page and "code frequencies" not in page
+    assert kpi(page, "bits/pixel") == "0.3125"  # from the config: 5 bits per 4 x 4 pixels
+    # an unreadable evaluation folder is left out with its reason
+    (run / "eval" / "val").mkdir(parents=True)
+    (run / "eval" / "val" / "metrics.json").write_text('{"format_version": 99}')
+    page = render(gather(run))
+    assert "Left out:" in page and "evaluation format 99" in page and NOTE in page
 
-    def missing(cfg, n):
-        raise DataError(f"{cfg.data.root}: no such file or folder")
 
-    monkeypatch.setattr(H, "_image_sample", missing)
-    page = H.render(H.gather(image_run))
-    assert "Samples and code histogram unavailable" in page and "no such file" in page
-    assert 'id="training"' in page and "<figure" in page  # curves from metrics.jsonl
-    monkeypatch.setattr(H, "_live_samples", None)  # live=False never touches the checkpoint
-    saved_only = H.gather(image_run, live=False)
-    assert saved_only.code_counts is None and saved_only.image_grid is None
-    assert saved_only.epochs and "eval.json" in saved_only.evals
+def test_report_on_a_run_written_by_the_previous_vqkit(tmp_path, capsys):
+    run = tmp_path / "legacy"
+    shutil.copytree(Path(__file__).parent / "data" / "legacy_run_v1", run)
+    # what `vqkit evaluate --json RUN/eval.json` wrote before evaluation folders existed
+    legacy = {"run": str(run), "split": "val", "checkpoint": "best", "mse": 0.0625,
+              "psnr": 12.5, "perplexity": 3.5, "codebook_usage": 0.25}
+    (run / "eval.json").write_text(json.dumps(legacy))
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    assert "12.5" in section(page, "evaluation") and "eval.json" in page
+    assert NOTE in section(page, "codebook") and NOTE in section(page, "samples")
+    assert "best checkpoint: epoch 1, step 8" in page and kpi(page, "bits/pixel") == "0.3125"
+    assert kpi(page, "PSNR (dB) (val)") == "12.5"
+    # evaluated now (its config has no data root), the run gets a histogram and samples
+    make_cifar_dir(tmp_path / "cifar")
+    evaluate(run, data=str(tmp_path / "cifar"), split="val")
+    capsys.readouterr()
+    assert main(["report", str(run)]) == 0
+    assert "report.html" in capsys.readouterr().out
+    page = (run / "report.html").read_text()
+    ev = read_evaluation(run / "eval" / "val")
+    assert ev.checkpoint == {"name": "best", "step": 8, "epoch": 1}
+    assert NOTE not in page and "eval/val" in page and 'class="pixel"' in page
+    assert section(page, "evaluation").count("<th>split ") == 2  # eval/val and eval.json
+    assert kpi(section(page, "codebook"), "codes used") == (
+        f"{int((ev.code_counts > 0).sum())} / 32")
+
+
+def test_report_loads_no_weights(image_run, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("vqkit report loaded weights")
+
+    monkeypatch.setattr(torch.nn.Module, "load_state_dict", refuse)
+    monkeypatch.setattr(safetensors.torch, "load_file", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    assert main(["report", str(image_run), "--out", str(tmp_path / "r.html")]) == 0
+    assert 'class="pixel"' in (tmp_path / "r.html").read_text()
+    # and, in a fresh interpreter, imports neither the models nor checkpoint loading
+    code = ("import sys; from vqkit.cli import main; "
+            f"assert main(['report', {str(image_run)!r}, '--out', {str(tmp_path / 's.html')!r}])"
+            " == 0; print(sorted(m for m in sys.modules if m.startswith('vqkit.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    modules = eval(out.strip().splitlines()[-1])
+    assert "vqkit.reports.page" in modules
+    assert not [m for m in modules if m.startswith(("vqkit.models", "vqkit.checkpoint",
+                                                    "vqkit.training"))], modules
 
 
 def test_report_errors_are_one_line(tmp_path, capsys):
@@ -357,13 +478,45 @@ def test_report_errors_are_one_line(tmp_path, capsys):
     assert "nope" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     with pytest.raises(VQKitError, match="config.json"):
-        H.write_report(tmp_path / "empty")
+        write_report(tmp_path / "empty")
+    with pytest.raises(SystemExit):  # options of the live report are gone
+        main(["report", str(tmp_path / "empty"), "--no-samples"])
+
+
+def test_codebook_shape_of_a_saved_config():
+    assert codebook_shape({"quantizer": {"kind": "fsq", "levels": [8, 5, 5, 5]}}) == (1000, 1)
+    assert codebook_shape({"quantizer": {"kind": "rvq", "codebook_size": 512,
+                                         "num_quantizers": 4}}) == (512, 4)
+    assert codebook_shape({"quantizer": {"kind": "vq", "codebook_size": 512,
+                                         "num_quantizers": 4}}) == (512, 1)
 
 
 def test_formatting():
-    assert H.fmt(1234567) == "1,234,567" and H.fmt(0.000012) == "1.200e-05"
-    assert H.fmt(3.14159265) == "3.1416" and H.fmt(0.123456) == "0.1235"
-    assert H.code_stats(np.array([[1, 1, 0, 0]]))["perplexity"] == pytest.approx(2.0)
+    assert fmt(1234567) == "1,234,567" and fmt(0.000012) == "1.200e-05"
+    assert fmt(3.14159265) == "3.1416" and fmt(0.123456) == "0.1235"
+    assert histogram_summary(np.array([[1, 1, 0, 0]]))["perplexity"] == pytest.approx(2.0)
+
+
+def test_image_grid_puts_each_row_of_originals_above_its_reconstructions():
+    rng = np.random.default_rng(0)
+    orig = rng.integers(0, 256, size=(4, 2, 3, 3), dtype=np.uint8)  # (N, H, W, C)
+    rec = rng.integers(0, 256, size=(4, 2, 3, 3), dtype=np.uint8)
+    grid = image_grid(orig, 3, under=rec, scale=2, gap=1, pair_gap=3, fill=0.5)
+    # 2 pairs of rows of 2 * 2 px + 1 gap, 3 px apart; 3 columns of 3 * 2 px, 1 px apart
+    assert grid.dtype == np.uint8 and grid.shape == (2 * (4 + 1 + 4) + 3, 3 * 6 + 2, 3)
+    expected = np.full_like(grid, 128)
+    for i in range(4):
+        r, k = divmod(i, 3)
+        top, left = r * (9 + 3), k * (6 + 1)
+        expected[top:top + 4, left:left + 6] = orig[i].repeat(2, 0).repeat(2, 1)
+        expected[top + 5:top + 9, left:left + 6] = rec[i].repeat(2, 0).repeat(2, 1)
+    assert np.array_equal(grid, expected)
+    # TensorBoard's call: originals and reconstructions stacked, one row each, white 1 px gaps
+    both = np.concatenate([orig, rec]).astype(np.float32) / 255
+    tb = image_grid(both, ncols=4)
+    assert tb.dtype == np.float32 and tb.shape == (2 * (2 + 1) - 1, 4 * (3 + 1) - 1, 3)
+    assert np.array_equal(tb, image_grid(both[:4], 4, under=both[4:]))
+    assert np.array_equal(tb[3:, 4:7], both[5]) and (tb[2] == 1).all() and (tb[:, 3] == 1).all()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -420,8 +573,6 @@ def test_speech_report_renders_in_chromium(browser, speech_report, tmp_path):
 
 
 def _check_screenshot(shot: Path, dark: bool) -> None:
-    from PIL import Image
-
     with Image.open(shot) as im:
         assert im.width == 1280 and im.height > 900
         px = np.asarray(im.convert("L"), dtype=np.float32)
@@ -435,8 +586,6 @@ def _check_screenshot(shot: Path, dark: bool) -> None:
 
 
 def test_tensorboard_missing_is_a_clear_error(tmp_path, monkeypatch):
-    from vqkit.training import tensorboard as tb
-
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard -> ImportError
     with pytest.raises(VQKitError, match=r"vqkit\[tensorboard\]"):
         tb.make_writer(tmp_path)
@@ -465,13 +614,6 @@ class FakeSummaryWriter:
 
 
 def test_tensorboard_writer_converts_images_audio_and_logs_samples(image_run, tmp_path):
-    import torch
-
-    from vqkit.data.cifar10 import load_cifar10
-    from vqkit.data.images import ImageData
-    from vqkit.models import load_model
-    from vqkit.training.tensorboard import TensorBoardWriter
-
     fake = FakeSummaryWriter()
     w = TensorBoardWriter(tmp_path / "tb", backend=fake)
     w.add_scalar("train/loss", torch.tensor(0.5), 3)
@@ -494,10 +636,6 @@ def test_tensorboard_writer_converts_images_audio_and_logs_samples(image_run, tm
 
 
 def test_tensorboard_logs_speech_mels_and_audio(speech_run):
-    from vqkit.data.speech import load_speech_data
-    from vqkit.models import load_model
-    from vqkit.training.tensorboard import TensorBoardWriter
-
     model, cfg = load_model(speech_run)
     fake = FakeSummaryWriter()
     mp = pytest.MonkeyPatch()
@@ -514,8 +652,6 @@ def test_tensorboard_logs_speech_mels_and_audio(speech_run):
 
 def test_tensorboard_writes_event_files(tmp_path):
     pytest.importorskip("tensorboard", reason="optional: pip install 'vqkit[tensorboard]'")
-    from vqkit.training.tensorboard import make_writer
-
     w = make_writer(tmp_path)
     w.add_scalar("x", 1.0, 0)
     w.add_image("img", np.random.rand(4, 4, 3), 0)

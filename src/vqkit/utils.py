@@ -1,10 +1,11 @@
-"""Small shared helpers: atomic file writes, seeding, device choice."""
+"""Small shared helpers: atomic file writes, seeding, device choice, output names."""
 
 from __future__ import annotations
 
 import os
 import random
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -101,3 +102,17 @@ def resolve_device(name: str) -> torch.device:
                                      and torch.backends.mps.is_available()):
         raise VQKitError(f"device {name!r}: MPS is not available here; use --device cpu or auto")
     return device
+
+
+def unique_stems(paths: Sequence[str | Path]) -> list[str]:
+    """Output-name stems for input files: each file's stem, made unique in input order by
+    ``-2``, ``-3``... (``a/x.png, b/x.png`` -> ``x, x-2``), as ``vqkit reconstruct`` and
+    ``vqkit encode`` name their outputs."""
+    seen: dict[str, int] = {}
+    stems = []
+    for p in paths:
+        stem = Path(p).stem
+        n = seen.get(stem, 0) + 1
+        seen[stem] = n
+        stems.append(stem if n == 1 else f"{stem}-{n}")
+    return stems

@@ -38,8 +38,6 @@ from vqkit.config import AudioConfig, RunConfig
 __all__ = [
     "MelInfo",
     "batch_model_input",
-    "bitrate_bps",
-    "frame_rate_hz",
     "mel_db_to_waveforms",
     "model_output_to_mel_db",
     "model_output_to_wav",
@@ -249,16 +247,3 @@ def write_wav(path: str | Path, y: np.ndarray | torch.Tensor, sample_rate: int) 
              subtype="FLOAT")
     return Path(path)
 
-
-def frame_rate_hz(cfg: AudioConfig | RunConfig) -> float:
-    """Mel frames per second: ``sample_rate / hop_length``."""
-    cfg = _audio(cfg)
-    return cfg.sample_rate / cfg.hop_length
-
-
-def bitrate_bps(cfg: AudioConfig | RunConfig, *, downsampling: int,
-                bits_per_code: float) -> float:
-    """Bits per second of the codes: ``n_mels / d`` code rows at ``frame_rate / d`` columns per
-    second (``d`` = the model's downsampling), ``bits_per_code`` bits each."""
-    cfg = _audio(cfg)
-    return (cfg.n_mels // downsampling) * frame_rate_hz(cfg) / downsampling * bits_per_code

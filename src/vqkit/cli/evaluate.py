@@ -1,4 +1,4 @@
-"""``vqkit evaluate RUN_DIR``: metrics table, JSON and figures."""
+"""``vqkit evaluate RUN_DIR``: metrics table, JSON, figures and ``RUN_DIR/eval/<split>/``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from vqkit.cli.common import add_run_arguments
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("evaluate", help="evaluate a trained run on a split")
+    p = subparsers.add_parser(
+        "evaluate", help="evaluate a trained run on a split",
+        description="Print the metrics of the run's model on a split and save them, the split's "
+                    "code histogram and samples in RUN_DIR/eval/<split>/ for `vqkit report`; "
+                    "also write the figures in RUN_DIR.")
     add_run_arguments(p, device="auto")
     p.add_argument("--data", help="data location (default: the one the run trained on)")
     p.add_argument("--split", default="val", help="val (default), test, train")
@@ -26,10 +30,12 @@ def format_table(metrics: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vqkit.evaluation.artifacts import evaluation_dir
     from vqkit.evaluation.evaluate import evaluate
 
     metrics = evaluate(args.run_dir, data=args.data, split=args.split, which=args.checkpoint,
                        device=args.device, json_path=args.json, max_items=args.max_items)
     print(f"{metrics['run']} on split {metrics['split']!r} ({metrics['checkpoint']} checkpoint)")
     print(format_table(metrics))
+    print(f"saved in {evaluation_dir(args.run_dir, args.split)} (for `vqkit report`)")
     return 0

@@ -1,4 +1,5 @@
-"""``evaluate(run_dir, ...)``: metrics of a trained run on a split, plus figures."""
+"""``evaluate(run_dir, ...)``: metrics of a trained run on a split, figures, and the evaluation
+folder ``RUN/eval/<split>/`` that ``vqkit report`` shows (:mod:`vqkit.evaluation.artifacts`)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,26 @@ from pathlib import Path
 from typing import Any
 
 from vqkit.checkpoint import find_checkpoint
+from vqkit.data.cifar10 import load_cifar10
+from vqkit.data.images import ImageData
+from vqkit.evaluation.artifacts import write_evaluation
+from vqkit.evaluation.images import evaluate_images
+from vqkit.evaluation.speech import evaluate_speech
 from vqkit.models import load_model
 from vqkit.utils import atomic_write_text, resolve_device
+
+N_IMAGE_SAMPLES = 16  # images kept in RUN/eval/<split>/samples.npz
+N_SPEECH_SAMPLES = 3  # utterances kept (with three WAVs each)
+
+
+def _checkpoint_info(path: Path) -> dict[str, Any]:
+    """Name, step and epoch of the checkpoint folder ``path``, from its ``meta.json``."""
+    name = "best" if path.name == "best" else "last"
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        meta = {}
+    return {"name": name, "step": meta.get("step"), "epoch": meta.get("epoch")}
 
 
 def evaluate(
@@ -23,32 +42,51 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate the ``which`` checkpoint of ``run_dir`` on ``split``.
 
-    Images: writes ``original_and_reconstructed.png`` in the run dir. Speech: writes
-    ``speech_reconstruction.png`` and ``speech_loss.png``. Returns the metrics (also written
-    to ``json_path`` when given).
+    Writes ``RUN/eval/<split>/`` (metrics, the code histogram of the split and samples; see
+    :mod:`vqkit.evaluation.artifacts`) and figures in the run dir: images
+    ``original_and_reconstructed.png``, speech ``speech_reconstruction.png`` and
+    ``speech_loss.png``.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+    data : str or None
+        Data location; None: the one the run trained on (``data.root`` of its config).
+    split : str
+        "val", "test", "train", or for speech "speakers:A,B".
+    which : "best" or "last"
+        "best" falls back to "last" when no epoch has finished.
+    device : str
+    json_path : str, Path or None
+        Also write the returned metrics there.
+    max_items : int >= 0
+        Only the first N items of the split; 0: all.
+
+    Returns
+    -------
+    dict
+        ``run``, ``split``, ``checkpoint`` (the one used) and every metric.
     """
     run_dir = Path(run_dir)
     dev = resolve_device(device)
     model, cfg = load_model(run_dir, which, dev)
-    # "best" falls back to "last" when no epoch has finished; report which one was used.
-    used = "best" if find_checkpoint(run_dir, which).name == "best" else "last"
+    checkpoint = _checkpoint_info(find_checkpoint(run_dir, which))
     root = data if data is not None else (cfg.data.root or None)
     if cfg.task == "image":
-        from vqkit.data.cifar10 import load_cifar10
-        from vqkit.data.images import ImageData
-        from vqkit.evaluation.images import evaluate_images
-
         images, _ = load_cifar10(root, split)
         if max_items:
             images = images[:max_items]
-        metrics = evaluate_images(model, ImageData(images, split), device=dev,
-                                  grid_path=run_dir / "original_and_reconstructed.png")
+        result = evaluate_images(model, ImageData(images, split), device=dev,
+                                 grid_path=run_dir / "original_and_reconstructed.png",
+                                 n_examples=N_IMAGE_SAMPLES)
     else:
-        from vqkit.evaluation.speech import evaluate_speech
-
-        metrics = evaluate_speech(model, cfg, root, split, run_dir=run_dir, device=dev,
-                                  max_items=max_items)
-    metrics = {"run": str(run_dir), "split": split, "checkpoint": used, **metrics}
+        result = evaluate_speech(model, cfg, root, split, run_dir=run_dir, device=dev,
+                                 max_items=max_items, n_examples=N_SPEECH_SAMPLES)
+    result.run, result.split, result.checkpoint = str(run_dir), split, checkpoint
+    result.data = str(root or "")
+    write_evaluation(run_dir, result)
+    metrics = {"run": str(run_dir), "split": split, "checkpoint": checkpoint["name"],
+               **result.metrics}
     if json_path is not None:
         atomic_write_text(Path(json_path), json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -1,4 +1,8 @@
-"""Image and code metrics, computed in torch on batches."""
+"""Image metrics, computed in torch on batches.
+
+The code statistics (histograms, perplexity, usage) live in :mod:`vqkit.quantizers.stats`;
+they are re-exported here for :mod:`vqkit.training.train`, which imports them from this module.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,16 @@ import functools
 
 import torch
 import torch.nn.functional as F
+
+from vqkit.quantizers.stats import code_histogram, histogram_stats
+
+__all__ = [
+    "code_histogram",
+    "histogram_stats",
+    "mse_per_item",
+    "psnr_per_item",
+    "ssim_per_item",
+]
 
 
 def mse_per_item(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -48,32 +62,3 @@ def ssim_per_item(
     num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
     s = num / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     return s.flatten(1).mean(1)
-
-
-def perplexity_and_usage(counts: torch.Tensor) -> tuple[float, float]:
-    """``exp(entropy)`` of a code histogram and the fraction of codes that occur."""
-    counts = counts.double()
-    p = counts / counts.sum().clamp_min(1)
-    perplexity = torch.exp(-(p * p.clamp_min(1e-300).log()).sum())
-    return float(perplexity), float((counts > 0).double().mean())
-
-
-def code_histogram(
-    codes: torch.Tensor, codebook_size: int, num_quantizers: int = 1
-) -> torch.Tensor:
-    """Counts of each code per stage, shape (num_quantizers, codebook_size).
-
-    ``codes`` is (B, *S) for one stage or (B, *S, K) with K <= num_quantizers stages (missing
-    stages, e.g. under quantizer dropout, count nothing).
-    """
-    counts = torch.zeros(num_quantizers, codebook_size, dtype=torch.long)
-    per_stage = codes.reshape(-1, codes.shape[-1]) if num_quantizers > 1 else codes.reshape(-1, 1)
-    for k in range(per_stage.shape[1]):
-        counts[k] += torch.bincount(per_stage[:, k].cpu(), minlength=codebook_size)
-    return counts
-
-
-def histogram_stats(counts: torch.Tensor) -> tuple[float, float]:
-    """Perplexity and usage of a (K, codebook_size) histogram, averaged over the K stages."""
-    stats = [perplexity_and_usage(c) for c in counts]
-    return (sum(s[0] for s in stats) / len(stats), sum(s[1] for s in stats) / len(stats))

@@ -14,22 +14,26 @@ import copy
 import math
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import pystoi
 import torch
 
 from vqkit.audio.io import load_audio
 from vqkit.audio.normalize import FLOOR_DB, clip_frames, pad_or_cut_frames
 from vqkit.audio.pipeline import (
     batch_model_input,
-    bitrate_bps,
     mel_db_to_waveforms,
     model_output_to_mel_db,
     prepare_mel_db,
 )
 from vqkit.config import RunConfig
-from vqkit.evaluation.metrics import code_histogram, histogram_stats
+from vqkit.data.speech import open_speech_cache, select_ids, source_path
+from vqkit.evaluation.artifacts import Evaluation, SpeechSample
+from vqkit.evaluation.reconstruct import reconstruct_audio
+from vqkit.figures.speech import plot_mel_comparison, plot_speech_loss
+from vqkit.quantizers.stats import code_histogram, histogram_stats
+from vqkit.rates import bitrate_bps
 
 __all__ = ["STOI_MIN_S", "StoiGroups", "evaluate_speech", "real_codes"]
 
@@ -53,17 +57,15 @@ class StoiGroups:
             self._score()
 
     def _score(self) -> None:
-        from pystoi import stoi
-
         clean, recon, oracle = (np.concatenate([p[k] for p in self.pending]) for k in range(3))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            s = stoi(clean, recon, self.sample_rate)
+            s = pystoi.stoi(clean, recon, self.sample_rate)
         if any("Not enough STFT frames" in str(w.message) for w in caught):
             return  # too little speech yet: the group grows with the next utterance
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.stoi_oracle.append(float(stoi(clean, oracle, self.sample_rate)))
+            self.stoi_oracle.append(float(pystoi.stoi(clean, oracle, self.sample_rate)))
         self.stoi.append(float(s))
         self.utterances += len(self.pending)
         self.pending = []
@@ -105,7 +107,8 @@ def evaluate_speech(
     max_items: int = 0,
     batch_size: int = 32,
     n_plot: int = 4,
-) -> dict[str, Any]:
+    n_examples: int = 0,
+) -> Evaluation:
     """Reconstruction, codebook and intelligibility metrics of ``model`` on ``split``.
 
     Every utterance goes through the model as in validation (whole, or the ``clip_s`` clip of
@@ -131,19 +134,23 @@ def evaluate_speech(
     batch_size : int > 0
     n_plot : int >= 0
         Utterances shown in ``speech_reconstruction.png`` (evenly spaced in id order).
+    n_examples : int >= 0
+        Utterances kept as samples (the first in id order), each passed through the model
+        alone by :func:`~vqkit.evaluation.reconstruct.reconstruct_audio`, as
+        ``vqkit reconstruct`` does.
 
     Returns
     -------
-    dict
-        ``mel_mse`` (normalised scale, per real frame and band), ``mel_l1_db`` (mean absolute
-        error in dB against the model's target, i.e. the true mel after the normalisation's
-        clamping), ``perplexity``, ``codebook_usage``, ``codebook_size``, ``stoi`` (Griffin-Lim
-        of the reconstruction vs the original wave), ``stoi_oracle`` (Griffin-Lim of the true
-        mel), ``stoi_ratio``, ``stoi_groups``, ``stoi_utterances``, ``n_utterances``,
-        ``n_frames``, ``audio_s``, ``bitrate_bps``.
+    Evaluation
+        ``metrics``: ``mel_mse`` (normalised scale, per real frame and band), ``mel_l1_db``
+        (mean absolute error in dB against the model's target, i.e. the true mel after the
+        normalisation's clamping), ``perplexity``, ``codebook_usage``, ``codebook_size``,
+        ``stoi`` (Griffin-Lim of the reconstruction vs the original wave), ``stoi_oracle``
+        (Griffin-Lim of the true mel), ``stoi_ratio``, ``stoi_groups``, ``stoi_utterances``,
+        ``n_utterances``, ``n_frames``, ``audio_s``, ``bitrate_bps``; ``code_counts``: the
+        histogram of the codes of real frames (num_quantizers, codebook_size); ``samples``: a
+        list of :class:`~vqkit.evaluation.artifacts.SpeechSample`.
     """
-    from vqkit.data.speech import open_speech_cache, select_ids, source_path
-
     cfg = copy.deepcopy(cfg)
     if root is not None:
         cfg.data.root = str(root)
@@ -213,7 +220,7 @@ def evaluate_speech(
     perplexity, usage = histogram_stats(counts)
     stoi = float(np.mean(groups.stoi)) if groups.stoi else math.nan
     stoi_oracle = float(np.mean(groups.stoi_oracle)) if groups.stoi_oracle else math.nan
-    result = {
+    metrics = {
         "mel_mse": sq_sum / max(1, n_values),
         "mel_l1_db": l1_sum / max(1, n_values),
         "perplexity": perplexity,
@@ -229,9 +236,14 @@ def evaluate_speech(
         "audio_s": n_samples / a.sample_rate,
         "bitrate_bps": bitrate_bps(a, downsampling=down, bits_per_code=q.bits_per_code),
     }
+    samples = []
+    for utt in ids[:n_examples]:
+        r = reconstruct_audio(model, cfg, load_audio(source_path(cache, source_root, utt),
+                                                     sample_rate=a.sample_rate))
+        samples.append(SpeechSample(utt, r.sample_rate, {
+            "original": r.original, "oracle": r.oracle, "reconstruction": r.reconstruction},
+            r.mel, r.mel_hat))
     if run_dir is not None:
-        from vqkit.figures.speech import plot_mel_comparison, plot_speech_loss
-
         run_dir = Path(run_dir)
         if plots:
             shown = [plots[k] for k in sorted(plots)]
@@ -239,4 +251,4 @@ def evaluate_speech(
                                 run_dir / "speech_reconstruction.png", a,
                                 titles=[s[0] for s in shown])
         plot_speech_loss(run_dir / "metrics.jsonl", run_dir / "speech_loss.png")
-    return result
+    return Evaluation(metrics, counts.numpy(), samples)

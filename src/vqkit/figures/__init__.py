@@ -1,3 +1,4 @@
-"""Figures drawn from arrays and run logs (matplotlib, Agg backend): training curves
-(:mod:`~vqkit.figures.curves`), image mosaics (:mod:`~vqkit.figures.images`) and mel
-spectrograms (:mod:`~vqkit.figures.speech`)."""
+"""Figures drawn from arrays and run logs, never from a model (matplotlib, Agg backend):
+training curves (:mod:`~vqkit.figures.curves`), image mosaics (:mod:`~vqkit.figures.images`),
+mel spectrograms (:mod:`~vqkit.figures.speech`), and the report's figures in a light and a dark
+theme (:mod:`~vqkit.figures.report`, :mod:`~vqkit.figures.themes`)."""

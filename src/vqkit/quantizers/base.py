@@ -7,12 +7,13 @@ back into features, so that in eval ``forward(x).quantized == decode(encode(x))`
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from vqkit.rates import bits_per_code
 
 
 @dataclass
@@ -79,14 +80,6 @@ def rotate_to(src: Tensor, tgt: Tensor, eps: float = 1e-6) -> Tensor:
     return rotated * (tgt_norm / src_norm).detach()
 
 
-def code_statistics(codes: Tensor, codebook_size: int) -> tuple[Tensor, Tensor]:
-    """Counts per code, shape (codebook_size,), and the perplexity ``exp(entropy)``."""
-    counts = torch.bincount(codes.reshape(-1), minlength=codebook_size).float()
-    probs = counts / counts.sum().clamp_min(1)
-    entropy = -(probs * torch.log(probs.clamp_min(1e-10))).sum()
-    return counts, entropy.exp()
-
-
 def channels_last(x: Tensor) -> Tensor:
     """(B, D, *S) -> (B, *S, D)."""
     return x.movedim(1, -1)
@@ -138,7 +131,7 @@ class Quantizer(nn.Module):
     @property
     def bits_per_code(self) -> float:
         """Bits to store the codes of one position (all stages)."""
-        return self.num_quantizers * math.log2(self.codebook_size)
+        return bits_per_code(self.codebook_size, self.num_quantizers)
 
     def forward(self, x: Tensor) -> QuantizerOutput:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -20,8 +20,8 @@ from vqkit.quantizers.base import (
     QuantizerOutput,
     channels_first,
     channels_last,
-    code_statistics,
 )
+from vqkit.quantizers.stats import code_statistics
 
 
 def round_ste(x: Tensor) -> Tensor:

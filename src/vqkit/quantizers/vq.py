@@ -18,10 +18,10 @@ from vqkit.quantizers.base import (
     QuantizerOutput,
     channels_first,
     channels_last,
-    code_statistics,
     rotate_to,
     straight_through,
 )
+from vqkit.quantizers.stats import code_statistics
 
 
 def nearest_code(x: Tensor, embed: Tensor) -> Tensor:

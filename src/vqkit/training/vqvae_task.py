@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from vqkit.config import RunConfig
 from vqkit.data.source import Batch, BatchSource
-from vqkit.evaluation.metrics import code_histogram, histogram_stats
+from vqkit.quantizers.stats import code_histogram, histogram_stats
 from vqkit.training.state import Meter
 
 __all__ = ["VQVAETask", "reconstruction_loss", "split_batch"]
