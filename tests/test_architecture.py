@@ -30,3 +30,9 @@ def test_the_checker_catches_an_upward_import(tmp_path, monkeypatch):
     (pkg / "quantizers" / "bad.py").write_text("def f():\n    from vqkit.training import x\n")
     monkeypatch.setattr(check_imports, "SRC", pkg)
     assert check_imports.check(quiet=True) == 1
+
+
+def test_source_files_stay_under_400_lines():
+    long = {str(p.relative_to(ROOT)): n for p in (ROOT / "src" / "vqkit").rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, long

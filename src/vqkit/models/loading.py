@@ -12,6 +12,12 @@ from vqkit.errors import VQKitError
 from vqkit.models.vqvae import build_model
 
 
+def model_for(cfg: RunConfig) -> torch.nn.Module:
+    """A fresh (untrained) model of the kind ``cfg`` describes: the VQ-VAE for image and speech
+    runs. New model kinds register here."""
+    return build_model(cfg.model, cfg.quantizer)
+
+
 def load_model(run_dir: str | Path, which: str = "best",
                device: str | torch.device = "cpu") -> tuple[torch.nn.Module, RunConfig]:
     """The trained model of a run, in eval mode on ``device``, and its config.
@@ -22,7 +28,7 @@ def load_model(run_dir: str | Path, which: str = "best",
         No checkpoint, an unreadable one, or weights that do not fit the saved config.
     """
     ckpt = load_checkpoint(run_dir, which, with_state=False)
-    model = build_model(ckpt.config.model, ckpt.config.quantizer)
+    model = model_for(ckpt.config)
     try:
         model.load_state_dict(ckpt.model_state)
     except RuntimeError as e:

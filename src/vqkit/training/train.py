@@ -18,7 +18,6 @@ import torch
 
 from vqkit.checkpoint import checkpoint_dir, find_checkpoint, load_checkpoint
 from vqkit.config import RunConfig, apply_dict
-from vqkit.data.loaders import load_training_data
 from vqkit.data.source import BatchSource
 from vqkit.distributed import (
     env_rank,
@@ -29,18 +28,19 @@ from vqkit.distributed import (
 )
 from vqkit.errors import VQKitError
 from vqkit.figures.curves import plot_loss_curves
-from vqkit.models import build_model
 from vqkit.rundir import LOCK_NAME, RunLock
 from vqkit.runlog import trim_to_step
 from vqkit.training.loop import TrainResult, fit
 from vqkit.training.schedule import build_optimizer
 from vqkit.training.state import TrainState
-from vqkit.training.vqvae_task import VQVAETask
+from vqkit.training.vqvae_task import vqvae_setup
 from vqkit.utils import resolve_device, seed_everything
 
 __all__ = ["TrainResult", "train"]
 
 RUN_FILES = ("config.json", "metrics.jsonl", "loss_vs_epochs.png", LOCK_NAME)
+# How each task builds its model, data and loop Task (cfg.task -> setup function).
+SETUPS = {"image": vqvae_setup, "speech": vqvae_setup}
 
 
 def train(
@@ -120,17 +120,17 @@ def _train_locked(cfg: RunConfig | None, run_dir: Path, *, resume: bool,
     if t.num_threads > 0:
         torch.set_num_threads(t.num_threads)
 
-    # -- data: whole splits in memory, batched by indexing (on the GPU when there is one)
-    train_data, val_data = data if data is not None else load_training_data(cfg)
+    # -- model, data and task for this kind of run (see SETUPS)
+    setup = SETUPS[cfg.task](cfg, device, run_dir, data=data,
+                             tensorboard=tensorboard and is_main_process())
+    model = setup.model
+    train_data, val_data = setup.data
     if train_data.num_batches(t.batch_size) == 0:
         raise VQKitError("train: the training split is empty")
-    if hasattr(train_data, "to") and device.type == "cuda":
+    if hasattr(train_data, "to") and device.type == "cuda":  # batches gathered on the GPU
         train_data, val_data = train_data.to(device), val_data.to(device)
 
-    # -- model and optimizer; DDP averages gradients, the quantizers all-reduce their statistics
-    model = build_model(cfg.model, cfg.quantizer).to(device)
-    if t.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    # -- optimizer, resumed state; DDP averages gradients (quantizers all-reduce their stats)
     optimizer = build_optimizer(t, model)
     state = TrainState()
     if ckpt is not None:
@@ -146,24 +146,13 @@ def _train_locked(cfg: RunConfig | None, run_dir: Path, *, resume: bool,
         wrapped = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    writer = None
-    if tensorboard and is_main_process():
-        from vqkit.training.tensorboard import make_writer  # optional dependency
-
-        writer = make_writer(run_dir)
-
-    def on_epoch_end(record: dict[str, Any]) -> None:
-        if writer is not None:
-            writer.log_samples(model, val_data, cfg, record["step"])
-        plot_loss_curves(run_dir / "metrics.jsonl", run_dir / "loss_vs_epochs.png")
-
     try:
-        result = fit(VQVAETask(cfg, device), wrapped, cfg, (train_data, val_data), run_dir,
-                     device=device, optimizer=optimizer, state=state, progress=progress,
-                     writer=writer, on_epoch_end=on_epoch_end)
+        result = fit(setup.task, wrapped, cfg, (train_data, val_data), run_dir, device=device,
+                     optimizer=optimizer, state=state, progress=progress, writer=setup.writer,
+                     on_epoch_end=setup.on_epoch_end)
     finally:
-        if writer is not None:
-            writer.close()
-    if is_main_process():  # the plot shows every stop, not only epoch ends
+        if setup.writer is not None:
+            setup.writer.close()
+    if is_main_process() and setup.on_epoch_end is not None:
         plot_loss_curves(run_dir / "metrics.jsonl", run_dir / "loss_vs_epochs.png")
     return result

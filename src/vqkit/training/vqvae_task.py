@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -10,11 +11,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vqkit.config import RunConfig
+from vqkit.data.loaders import load_training_data
 from vqkit.data.source import Batch, BatchSource
+from vqkit.figures.curves import plot_loss_curves
+from vqkit.models import model_for
 from vqkit.quantizers.stats import code_histogram, histogram_stats
+from vqkit.training.setup import Setup
 from vqkit.training.state import Meter
 
-__all__ = ["VQVAETask", "reconstruction_loss", "split_batch"]
+__all__ = ["VQVAETask", "reconstruction_loss", "split_batch", "vqvae_setup"]
 
 
 def reconstruction_loss(xhat: Tensor, x: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -94,3 +99,28 @@ class VQVAETask:
     def summary(self, record: dict[str, Any]) -> str:
         return (f"val perplexity {record.get('val_perplexity', math.nan):.1f}  "
                 f"usage {record.get('val_usage', math.nan):.2f}")
+
+
+def vqvae_setup(cfg: RunConfig, device: torch.device, run_dir: Path, *,
+                data: tuple[BatchSource, BatchSource] | None = None,
+                tensorboard: bool = False) -> Setup:
+    """The VQ-VAE of ``cfg`` (channels-last when asked), its data (whole splits in memory,
+    unless ``data`` is given) and task; after each epoch the loss plot is redrawn and, with
+    ``tensorboard``, samples are logged."""
+    model = model_for(cfg).to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train_data, val_data = data if data is not None else load_training_data(cfg)
+    writer = None
+    if tensorboard:
+        from vqkit.training.tensorboard import make_writer  # optional dependency
+
+        writer = make_writer(run_dir)
+
+    def on_epoch_end(record: dict[str, Any]) -> None:
+        if writer is not None:
+            writer.log_samples(model, val_data, cfg, record["step"])
+        plot_loss_curves(run_dir / "metrics.jsonl", run_dir / "loss_vs_epochs.png")
+
+    return Setup(model=model, task=VQVAETask(cfg, device), data=(train_data, val_data),
+                 on_epoch_end=on_epoch_end, writer=writer)
