@@ -34,6 +34,8 @@ CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 # Every file of the official cifar-10-batches-py/ folder that we read.
 CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
 NUM_CLASSES = 10
+CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+               "truck")
 _DATA_HINT = ("download cifar-10-python.tar.gz yourself and pass --data PATH (a folder holding "
               "cifar-10-batches-py/, that folder, or the archive)")
 
@@ -164,6 +166,16 @@ def _extract_archive(archive: Path, extract, dest_root: Path) -> Path:
     if found is None:
         raise DataError(f"{archive}: archive holds no {BATCHES_DIR}/ folder or batch files")
     return found
+
+
+def cifar10_class_names(root: str | Path | None = None) -> list[str]:
+    """The 10 class names from ``batches.meta`` (the standard names when it is absent)."""
+    meta = find_cifar10(root, download=False) / "batches.meta"
+    if meta.is_file():
+        names = read_label_names(meta)
+        if len(names) == NUM_CLASSES:
+            return names
+    return list(CLASS_NAMES)
 
 
 def load_cifar10(

@@ -26,19 +26,26 @@ class ImageData(BatchSource):
     interrupted epoch can be resumed at any batch with the same order.
     """
 
-    def __init__(self, images: torch.Tensor, name: str = "images") -> None:
+    def __init__(self, images: torch.Tensor, name: str = "images", *,
+                 labels: torch.Tensor | None = None,
+                 class_names: list[str] | None = None) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"{name}: expected uint8 (N, C, H, W), got {images.dtype} "
                              f"{tuple(images.shape)}")
+        if labels is not None and labels.shape != (images.shape[0],):
+            raise ValueError(f"{name}: {tuple(labels.shape)} labels for {images.shape[0]} images")
         self.images = images
         self.name = name
+        self.labels = labels  # (N,) int64 class indices into class_names, or None
+        self.class_names = class_names
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
     def to(self, device: torch.device) -> ImageData:
         """Keep the uint8 tensor on ``device`` (on a GPU, batches are then gathered there)."""
-        return ImageData(self.images.to(device), self.name)
+        return ImageData(self.images.to(device), self.name, labels=self.labels,
+                         class_names=self.class_names)
 
     def epoch_order(self, epoch: int, seed: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)

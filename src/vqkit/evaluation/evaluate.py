@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from vqkit.checkpoint import find_checkpoint
-from vqkit.data.cifar10 import load_cifar10
 from vqkit.data.images import ImageData
+from vqkit.data.loaders import load_image_split
 from vqkit.evaluation.artifacts import write_evaluation
 from vqkit.evaluation.images import evaluate_images
 from vqkit.evaluation.speech import evaluate_speech
@@ -73,10 +73,10 @@ def evaluate(
     checkpoint = _checkpoint_info(find_checkpoint(run_dir, which))
     root = data if data is not None else (cfg.data.root or None)
     if cfg.task == "image":
-        images, _ = load_cifar10(root, split)
+        images = load_image_split(root, split)
         if max_items:
-            images = images[:max_items]
-        result = evaluate_images(model, ImageData(images, split), device=dev,
+            images = ImageData(images.images[:max_items], split)
+        result = evaluate_images(model, images, device=dev,
                                  grid_path=run_dir / "original_and_reconstructed.png",
                                  n_examples=N_IMAGE_SAMPLES)
     else:
