@@ -17,6 +17,8 @@ import soundfile as sf
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from PIL import Image
+from test_codes import make_run, smooth_image
 
 from vqkit.checkpoint import CheckpointError, load_checkpoint
 from vqkit.cli import main
@@ -347,3 +349,106 @@ def test_a_crash_between_the_two_renames_of_a_save_resumes(trained):
     assert main(["train", "--resume", str(trained), "--epochs", "2", "--no-progress"]) == 0
     assert sorted(p.name for p in ck.iterdir()) == ["best", "last"]
     assert load_checkpoint(trained).meta["epoch"] == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Code files from elsewhere
+
+
+def _code_run(tmp_path: Path) -> tuple[Path, Path]:
+
+    run = make_run(tmp_path / "run")
+    img = tmp_path / "a.png"
+    Image.fromarray(smooth_image(16, 24, 0)).save(img)
+    codes = tmp_path / "codes.npz"
+    assert main(["encode", str(run), str(img), "--out", str(codes)]) == 0
+    return run, codes
+
+
+def _rewrite(path: Path, *, meta=None, shapes=None, codes=None) -> None:
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    if meta is not None:
+        arrays["meta"] = np.array(json.dumps(meta))
+    if shapes is not None:
+        arrays["shapes"] = np.asarray(shapes)
+    if codes is not None:
+        arrays["codes"] = np.asarray(codes)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    path.write_bytes(buf.getvalue())
+
+
+def _meta(path: Path) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        return json.loads(str(z["meta"]))
+
+
+@pytest.mark.parametrize("name", ["../../x", "/tmp/abs-x", "a/b", "..", ""])
+def test_code_file_item_names_cannot_write_outside(tmp_path, capsys, name):
+    run, codes = _code_run(tmp_path)
+    meta = _meta(codes)
+    meta["names"] = [name]
+    _rewrite(codes, meta=meta)
+    out = tmp_path / "out" / "in"
+    before = tree(tmp_path)
+    code, err = run_cli(["decode", str(run), str(codes), "--out", str(out)], capsys)
+    one_line(code, err, "codes.npz")
+    assert tree(tmp_path) == before
+    assert not Path("/tmp/abs-x.png").exists()
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (dict(shapes=[[0, 6]], codes=np.zeros(0, np.uint8)), "empty"),
+    (dict(shapes=[[2, 0]], codes=np.zeros(0, np.uint8)), "empty"),
+    ("lie", "65536"),
+    ("grid", "does not describe"),
+    ("items", "items"),
+])
+def test_bad_code_files_are_one_line(tmp_path, capsys, edit, needle):
+    run, codes = _code_run(tmp_path)
+    meta = _meta(codes)
+    if edit == "lie":  # a codebook size the model does not have (and codes beyond its own)
+        meta["codebook_size"] = 65536
+        _rewrite(codes, meta=meta, codes=np.full(24, 60000, np.uint16))
+    elif edit == "grid":
+        meta["items"][0]["height"] = 64
+        _rewrite(codes, meta=meta)
+    elif edit == "items":
+        meta["items"] = []
+        _rewrite(codes, meta=meta)
+    else:
+        _rewrite(codes, **edit)
+    code, err = run_cli(["decode", str(run), str(codes), "--out", str(tmp_path / "o")], capsys)
+    one_line(code, err, "codes.npz")
+    assert needle in err or needle == "empty" and "empty" in err, err
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+
+
+@given(meta_edit=st.dictionaries(
+           st.sampled_from(["names", "items", "codebook_size", "num_quantizers", "task",
+                            "format_version", "fingerprint", "bits_per_code"]),
+           st.one_of(st.none(), st.integers(-3, 70000), st.text(max_size=8),
+                     st.lists(st.one_of(st.text(max_size=6), st.integers(-2, 40),
+                                        st.dictionaries(st.sampled_from(["height", "width"]),
+                                                        st.integers(-2, 100), max_size=2)),
+                              max_size=3)),
+           max_size=3),
+       shapes=st.one_of(st.none(), st.lists(st.lists(st.integers(-2, 9), min_size=1,
+                                                     max_size=3), min_size=0, max_size=3)),
+       n_codes=st.one_of(st.none(), st.integers(0, 40)))
+@hsettings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_fuzzed_code_files_never_traceback_nor_write_outside(tmp_path_factory, meta_edit,
+                                                             shapes, n_codes):
+    root = tmp_path_factory.mktemp("codefuzz")
+    run, codes = _code_run(root)
+    meta = {**_meta(codes), **meta_edit}
+    _rewrite(codes, meta=meta,
+             shapes=None if shapes is None or any(len(s) != len(shapes[0]) for s in shapes)
+             else np.asarray(shapes, dtype=np.int64).reshape(len(shapes), -1) if shapes
+             else np.zeros((0, 2), np.int64),
+             codes=None if n_codes is None else np.arange(n_codes, dtype=np.uint8) % 40)
+    out = root / "out"
+    before = tree(root)
+    assert main(["decode", str(run), str(codes), "--out", str(out)]) in (0, 2)
+    assert all(p.startswith("out") for p in tree(root) - before)

@@ -103,6 +103,28 @@ def encode_files(
     return CodeFile([c.astype(dt) for c in codes], names, fp, make_header(meta, fp, names))
 
 
+def check_fits_model(cf: CodeFile, model) -> None:
+    """Raise DataError unless every item's codes can be decoded by ``model``: the codebook size
+    and stages it was made with, codes below that size, and (images) a grid that covers the
+    stored height and width at the model's downsampling."""
+    q, f = model.quantizer, model.downsampling
+    if cf.meta["codebook_size"] != q.codebook_size:
+        raise DataError(f"{cf.path}: says {cf.meta['codebook_size']} codes per stage, the model "
+                        f"has {q.codebook_size}")
+    for c, name, item in zip(cf.codes, cf.names, cf.meta["items"], strict=True):
+        if c.size and int(c.max()) >= q.codebook_size:
+            raise DataError(f"{cf.path}: item {name!r} holds codes beyond the model's "
+                            f"{q.codebook_size}")
+        stages = c.shape[-1] if q.num_quantizers > 1 else 1
+        if c.ndim != (3 if q.num_quantizers > 1 else 2) or stages > q.num_quantizers:
+            raise DataError(f"{cf.path}: item {name!r} has codes of shape {c.shape}, which "
+                            f"this model does not decode")
+        if cf.task == "image" and tuple(c.shape[:2]) != (-(-item["height"] // f),
+                                                        -(-item["width"] // f)):
+            raise DataError(f"{cf.path}: item {name!r}: a {c.shape[0]}x{c.shape[1]} code grid "
+                            f"does not describe a {item['height']}x{item['width']} image")
+
+
 def _device(model) -> torch.device:
     return next(model.parameters()).device
 
@@ -148,6 +170,7 @@ def decode_file(
     check_fingerprint(cf, model, cfg, run_dir, which)
     if cf.task != cfg.task:  # pragma: no cover - the fingerprint covers the task
         raise VQKitError(f"{cf.path}: {cf.task} codes, but {run_dir} is a {cfg.task} run")
+    check_fits_model(cf, model)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from vqkit.errors import DataError
+from vqkit.paths import safe_name
 from vqkit.rates import bits_per_pixel, bits_per_second
 from vqkit.utils import atomic_write_bytes
 
@@ -177,20 +178,69 @@ def load_codes(path: str | Path) -> CodeFile:
         meta = json.loads(meta_text)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: corrupt header ({e})") from None
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise DataError(f"{path}: code file format {meta.get('format_version')!r}, this vqkit "
-                        f"reads {FORMAT_VERSION}")
-    names = meta.get("names", [])
-    if shapes.ndim != 2 or len(shapes) != len(names) or len(meta.get("items", [])) != len(names):
-        raise DataError(f"{path}: corrupt header ({len(names)} names, shapes {shapes.shape})")
+    problem = header_problem(meta, shapes)
+    if problem:
+        raise DataError(f"{path}: corrupt header ({problem})")
+    names = meta["names"]
+    for name in names:
+        safe_name(name, what="item name", source=path)  # decoding writes <name>.png/.wav
     sizes = [math.prod(int(d) for d in s) for s in shapes]
     if sum(sizes) != flat.size:
         raise DataError(f"{path}: truncated or corrupt ({flat.size} codes, shapes need "
                         f"{sum(sizes)})")
-    size = int(meta.get("codebook_size", 0))
+    size = meta["codebook_size"]
     if flat.size and (flat.dtype.kind != "u" or int(flat.max()) >= size):
         raise DataError(f"{path}: codes outside [0, {size})")
     offsets = np.cumsum([0, *sizes])
     codes = [flat[offsets[i]:offsets[i + 1]].reshape(tuple(int(d) for d in s))
              for i, s in enumerate(shapes)]
     return CodeFile(codes, list(names), str(meta.get("fingerprint", "")), meta, path)
+
+
+def _int(v: Any, lo: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
+def header_problem(meta: Any, shapes: np.ndarray) -> str | None:
+    """What is wrong with a code file's header (one phrase), or None: every field the decoder
+    reads is present, typed and consistent with the ``shapes`` array."""
+    if not isinstance(meta, dict):
+        return "not a JSON object"
+    if meta.get("format_version") != FORMAT_VERSION:
+        return f"code file format {meta.get('format_version')!r}, this vqkit reads {FORMAT_VERSION}"
+    if meta.get("task") not in ("image", "speech"):
+        return f"task {meta.get('task')!r}"
+    if not _int(meta.get("codebook_size"), 2) or not _int(meta.get("num_quantizers"), 1):
+        return "codebook_size or num_quantizers missing or out of range"
+    names, items = meta.get("names"), meta.get("items")
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        return "'names' is not a list of strings"
+    if len(set(names)) != len(names):
+        return "two items share a name"
+    if not isinstance(items, list) or len(items) != len(names):
+        return f"{len(names)} names but {len(items) if isinstance(items, list) else 'no'} items"
+    if shapes.ndim != 2 or len(shapes) != len(names) or shapes.dtype.kind not in "iu":
+        return f"{len(names)} names, shapes {shapes.shape}"
+    if len(names) == 0:
+        return "no items"
+    if (shapes < 1).any():
+        return "an item has an empty code shape"
+    if meta["num_quantizers"] > 1 and (shapes[:, -1] > meta["num_quantizers"]).any():
+        return f"more stages than the {meta['num_quantizers']} the model has"
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            return f"items[{i}] is not an object"
+        if meta["task"] == "image" and not (_int(item.get("height"), 1)
+                                             and _int(item.get("width"), 1)):
+            return f"items[{i}] lacks a height or width"
+        if meta["task"] == "speech":
+            info = item.get("info")
+            if not (_int(item.get("sample_rate"), 1) and _number(item.get("duration_s"))
+                    and isinstance(info, dict) and _int(info.get("n_frames"), 1)
+                    and _int(info.get("n_samples"), 1)):
+                return f"items[{i}] lacks its sample rate, duration or frame counts"
+    return None
