@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -116,3 +118,23 @@ def unique_stems(paths: Sequence[str | Path]) -> list[str]:
         seen[stem] = n
         stems.append(stem if n == 1 else f"{stem}-{n}")
     return stems
+
+
+def format_number(v: Any) -> str:
+    """A number as vqkit shows it everywhere (CLI summary, plots, report): ints with thousands
+    separators, floats to 4-5 significant digits."""
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        if v == 0:
+            return "0"
+        if abs(v) >= 1e5 or abs(v) < 1e-3:
+            return f"{v:.3e}"
+        return f"{v:.5g}" if abs(v) >= 1 else f"{v:.4g}"
+    if isinstance(v, list):
+        return ", ".join(format_number(x) for x in v) if len(v) <= 16 else f"[{len(v)} values]"
+    return str(v)

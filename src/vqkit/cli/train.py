@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
                        tensorboard=args.tensorboard)
     from vqkit.distributed import is_main_process
     from vqkit.runlog import read_metrics, summarize
+    from vqkit.utils import format_number
 
     if not is_main_process():
         return 0
@@ -74,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
               f" continue with `vqkit train --resume {run}`", file=sys.stderr)
         return 130 if result.signal == "SIGINT" else 143
     s = summarize(read_metrics(run / "metrics.jsonl"), result.best_metric)
-    best = (f"best {result.best_label} {s.best_value:.5f} at step {s.best_step:,}"
-            if s.best_step >= 0 else "not validated yet")
+    best = (f"best {result.best_label} {format_number(s.best_value)} at step "
+            f"{format_number(s.best_step)}" if s.best_step >= 0 else "not validated yet")
     print(f"stopped after {s.epochs} epochs, {s.steps:,} steps ({result.stopped}); {best}; "
           f"run in {run}")
     last = result.history[-1] if result.history else {}

@@ -7,7 +7,6 @@ nothing to draw.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import matplotlib
@@ -16,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from vqkit.figures.curves import draw_losses, series  # noqa: E402
 from vqkit.figures.themes import themed_figure  # noqa: E402
 
 __all__ = ["histogram_figure", "loss_figure", "usage_figure"]
@@ -23,92 +23,43 @@ __all__ = ["histogram_figure", "loss_figure", "usage_figure"]
 Records = list[dict[str, Any]]
 
 
-def _smooth(y: np.ndarray, n: int) -> np.ndarray:
-    """Centred moving average over about ``n`` points (edges use what they have)."""
-    if n <= 1 or len(y) < 3:
-        return y
-    k = np.ones(n) / n
-    num = np.convolve(y, k, mode="same")
-    den = np.convolve(np.ones_like(y), k, mode="same")
-    return num / den
-
-
-def _series(records: Records, key: str, x: str = "step"):
-    """(x values, y values) of the records holding finite numbers under ``x`` and ``key``."""
-    pts = [(r[x], r[key]) for r in records
-           if isinstance(r.get(key), (int, float)) and isinstance(r.get(x), (int, float))
-           and math.isfinite(r[key])]
-    if not pts:
+def loss_figure(records: Records, best_metric: str = "val_recon") -> dict[str, bytes] | None:
+    """The losses of ``metrics.jsonl`` records (:func:`vqkit.figures.curves.draw_losses`),
+    once per theme; None when there is nothing to draw."""
+    if not any(r.get("kind") in ("step", "epoch", "stop") for r in records):
         return None
-    a = np.asarray(pts, dtype=np.float64)
-    return a[:, 0], a[:, 1]
+    return themed_figure(lambda theme: draw_losses(records, theme, best_metric))
 
 
-def loss_figure(steps: Records, epochs: Records) -> dict[str, bytes] | None:
-    """Total, reconstruction and VQ loss against optimizer steps: logged steps (faint), their
-    moving average, and the per-epoch train and validation means (``metrics.jsonl`` records of
-    kind "step" and "epoch")."""
-    panels = [("loss", "total loss"), ("recon", "reconstruction (MSE)"),
-              ("vq", "VQ loss (codebook + commitment)")]
-    if not any(_series(steps, k) or _series(epochs, f"val_{k}") for k, _ in panels):
-        return None
-
-    def draw(theme):
-        fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.3))
-        for ax, (key, title) in zip(axes, panels, strict=True):
-            c = theme["colors"]
-            s = _series(steps, key)
-            if s is not None:
-                ax.plot(*s, color=c[0], alpha=0.25, linewidth=0.8)
-                ax.plot(s[0], _smooth(s[1], max(1, len(s[1]) // 40)), color=c[0],
-                        linewidth=1.6, label="train (steps)")
-            for split, color, marker in (("train", c[0], "o"), ("val", c[1], "s")):
-                e = _series(epochs, f"{split}_{key}")
-                if e is not None:
-                    ax.plot(*e, marker=marker, markersize=3.5, linewidth=1.2, color=color,
-                            linestyle="--" if split == "train" else "-",
-                            label=f"{split} (epoch mean)")
-            ys = list(s[1] if s is not None else []) + [
-                r[f"val_{key}"] for r in epochs if isinstance(r.get(f"val_{key}"), float)]
-            if ys and min(ys) > 0 and max(ys) / min(ys) > 20:
-                ax.set_yscale("log")
-            ax.set_title(title)
-            ax.set_xlabel("optimizer step")
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(loc="upper right")
-        fig.tight_layout()
-        return fig
-
-    return themed_figure(draw)
-
-
-def usage_figure(steps: Records, epochs: Records, codebook_size: int) -> dict[str, bytes] | None:
+def usage_figure(records: Records, codebook_size: int) -> dict[str, bytes] | None:
     """Fraction of the codebook in use and code perplexity against optimizer steps: per batch
     and over the sliding window (training steps), and on the validation split (epochs)."""
-    usage_keys = [("usage", steps, "per batch"),
-                  ("window_usage", steps, "sliding window of batches"),
-                  ("val_usage", epochs, "validation split")]
-    ppl_keys = [("perplexity", steps, "per batch"),
-                ("val_perplexity", epochs, "validation split")]
-    if not any(_series(r, k) for k, r, _ in usage_keys + ppl_keys):
+    usage_keys = [("usage", "step", "per batch"),
+                  ("window_usage", "step", "sliding window of batches"),
+                  ("val_usage", "epoch", "validation split")]
+    ppl_keys = [("perplexity", "step", "per batch"),
+                ("val_perplexity", "epoch", "validation split")]
+    if not any(series(records, k, (kind,)) for k, kind, _ in usage_keys + ppl_keys):
         return None
 
     def draw(theme):
         fig, (a, b) = plt.subplots(1, 2, figsize=(11.5, 3.3))
         for ax, keys in ((a, usage_keys), (b, ppl_keys)):
-            for i, (key, recs, label) in enumerate(keys):
-                s = _series(recs, key)
+            for i, (key, kind, label) in enumerate(keys):
+                s = series(records, key, (kind,))
                 if s is None:
                     continue
-                if recs is epochs:
+                if kind == "epoch":
                     ax.plot(*s, marker="s", markersize=3.5, linewidth=1.2, label=label,
                             color=theme["colors"][i])
                 else:
                     ax.plot(*s, linewidth=1.1, alpha=0.85, label=label, color=theme["colors"][i])
         a.set_ylim(0, 1.04)
         a.set_title("codebook usage (fraction of codes used)")
+        a.set_ylabel("fraction of codes")
         b.axhline(codebook_size, color=theme["muted"], linestyle=":", linewidth=1)
         b.set_title(f"perplexity (max {codebook_size} = all codes equally used)")
+        b.set_ylabel("perplexity")
         b.set_ylim(0, codebook_size * 1.05)
         for ax in (a, b):
             ax.set_xlabel("optimizer step")

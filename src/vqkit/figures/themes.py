@@ -40,11 +40,13 @@ def _rc(theme: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def themed_figure(draw: Callable[[dict[str, Any]], Any], dpi: int = 130) -> dict[str, bytes]:
-    """Call ``draw(theme)`` (which returns a figure) for each of :data:`THEMES`; PNG bytes by
-    theme name ("light", "dark")."""
+def themed_figure(draw: Callable[[dict[str, Any]], Any], dpi: int = 130,
+                  themes: tuple[str, ...] = ("light", "dark")) -> dict[str, bytes]:
+    """Call ``draw(theme)`` (which returns a figure) for each of ``themes`` (names in
+    :data:`THEMES`); PNG bytes by theme name."""
     out = {}
-    for name, theme in THEMES.items():
+    for name in themes:
+        theme = THEMES[name]
         with plt.rc_context(_rc(theme)):
             fig = draw(theme)
             buf = io.BytesIO()

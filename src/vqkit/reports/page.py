@@ -32,7 +32,7 @@ from vqkit.figures.report import histogram_figure, loss_figure, usage_figure
 from vqkit.figures.themes import png_bytes, spectrogram_png
 from vqkit.quantizers.stats import histogram_summary
 from vqkit.reports.read import ReportData, codebook_shape, gather, nominal_rate
-from vqkit.utils import atomic_write_text
+from vqkit.utils import atomic_write_text, format_number
 
 __all__ = ["REPORT_NAME", "fmt", "render", "write_report"]
 
@@ -63,23 +63,7 @@ def wav_bytes(y: np.ndarray, sample_rate: int) -> bytes:
     return buf.getvalue()
 
 
-def fmt(v: Any) -> str:
-    """A number as a table shows it: ints with thousands separators, floats to 4-5 digits."""
-    if isinstance(v, bool) or v is None:
-        return str(v)
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return str(v)
-        if v == 0:
-            return "0"
-        if abs(v) >= 1e5 or abs(v) < 1e-3:
-            return f"{v:.3e}"
-        return f"{v:.5g}" if abs(v) >= 1 else f"{v:.4g}"
-    if isinstance(v, list):
-        return ", ".join(fmt(x) for x in v) if len(v) <= 16 else f"[{len(v)} values]"
-    return str(v)
+fmt = format_number  # the one number format of the CLI, the plots and the page
 
 
 def _cell(v: Any) -> str:
@@ -140,17 +124,16 @@ def _provenance(data: ReportData, ev: Evaluation) -> str:
 
 
 def _summary(data: ReportData) -> str:
-    last_step = data.steps[-1] if data.steps else {}
-    last_epoch = data.epochs[-1] if data.epochs else {}
-    step = max(last_step.get("step", 0), last_epoch.get("step", 0),
-               data.checkpoint.get("step", 0) if data.checkpoint.get("name") == "last" else 0)
-    vals = [r["val_recon"] for r in data.epochs if isinstance(r.get("val_recon"), float)]
+    s = data.summary
+    seen = max((r.get("images_seen", 0) for r in data.records), default=0)
+    best_label = ("best val reconstruction MSE" if s.best_metric == "val_recon"
+                  else f"best {s.best_metric}")
     items: list[tuple[str, Any]] = [
-        ("optimizer steps", step or None),
-        ("epochs completed", len(data.epochs)),
-        ("images seen" if data.config.get("task") == "image" else "clips seen",
-         max(last_step.get("images_seen", 0), last_epoch.get("images_seen", 0)) or None),
-        ("best val reconstruction MSE", min(vals) if vals else None),
+        ("optimizer steps", s.steps or None),
+        ("epochs completed", s.epochs),
+        ("images seen" if data.config.get("task") == "image" else "items seen", seen or None),
+        (f"{best_label} (step {fmt(s.best_step)})" if s.best_step >= 0 else best_label,
+         s.best_value if s.best_step >= 0 else None),
     ]
     primary = data.primary
     ev, split = (primary.metrics, primary.split) if primary is not None else ({}, "")
@@ -184,12 +167,19 @@ def _evals_section(data: ReportData) -> str:
 
 def _training_section(data: ReportData) -> str:
     parts = []
-    fig = loss_figure(data.steps, data.epochs)
+    fig = loss_figure(data.records, data.best_metric)
     if fig is None:
         parts.append('<p class="muted">No metrics in metrics.jsonl yet.</p>')
     else:
-        parts.append(picture(fig, "loss curves", "Faint: logged steps; solid: their moving "
-                                                 "average; markers: epoch means."))
+        parts.append(picture(fig, "loss curves", "Faint: logged training steps; solid: their "
+                                                 "moving average; circles: epoch means; "
+                                                 "squares: validation (each epoch's end and an "
+                                                 "early stop); star: the best checkpoint."))
+    if data.summary.stopped_early:
+        stop = [r for r in data.records if r.get("kind") == "stop"][-1]
+        parts.append(f'<p class="note">Stopped early at step {stop.get("step", 0):,} '
+                     f'({_e(stop.get("reason", "max_minutes"))}), validated there: '
+                     f'{data.best_metric} {fmt(stop.get(data.best_metric, math.nan))}.</p>')
     if data.epochs:
         keys = ["step", "train_loss", "val_loss", "val_recon", "val_vq", "val_perplexity",
                 "val_usage", "lr", "images_per_s", "time_s"]
@@ -237,7 +227,7 @@ def _histogram(data: ReportData, ev: Evaluation) -> str:
 
 def _codebook_section(data: ReportData) -> str:
     parts = []
-    fig = usage_figure(data.steps, data.epochs, max(codebook_shape(data.config)[0], 1))
+    fig = usage_figure(data.records, max(codebook_shape(data.config)[0], 1))
     if fig is not None:
         parts.append(picture(fig, "codebook usage over training",
                              "Usage per batch and over the sliding window of recent batches "

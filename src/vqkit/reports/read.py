@@ -22,7 +22,7 @@ from vqkit.config import RunConfig
 from vqkit.errors import DataError, VQKitError
 from vqkit.evaluation.artifacts import Evaluation, evaluation_folders, read_evaluation
 from vqkit.rates import bitrate_bps, bits_per_code, bits_per_pixel
-from vqkit.runlog import read_metrics
+from vqkit.runlog import RunSummary, read_metrics, summarize
 
 __all__ = ["ReportData", "codebook_shape", "gather", "nominal_rate"]
 
@@ -38,8 +38,10 @@ class ReportData:
     run_dir : Path
     config : dict
         ``config.json`` as saved.
-    steps, epochs : list of dict
-        ``metrics.jsonl`` records of kind "step" and "epoch".
+    records : list of dict
+        Every ``metrics.jsonl`` record; ``steps`` and ``epochs`` are those of kind "step" and
+        "epoch", ``summary`` what they say (the same :func:`vqkit.runlog.summarize` the CLI
+        prints).
     checkpoint : dict
         ``meta.json`` of the best checkpoint (else the last) plus its ``name``; empty without one.
     evaluations : list of Evaluation
@@ -53,12 +55,27 @@ class ReportData:
 
     run_dir: Path
     config: dict[str, Any]
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    epochs: list[dict[str, Any]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
     checkpoint: dict[str, Any] = field(default_factory=dict)
     evaluations: list[Evaluation] = field(default_factory=list)
     figures: dict[str, bytes] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r.get("kind") == "step"]
+
+    @property
+    def epochs(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r.get("kind") == "epoch"]
+
+    @property
+    def best_metric(self) -> str:
+        return "val_nll" if self.config.get("task") == "prior" else "val_recon"
+
+    @property
+    def summary(self) -> RunSummary:
+        return summarize(self.records, self.best_metric)
 
     @property
     def primary(self) -> Evaluation | None:
@@ -122,9 +139,7 @@ def gather(run_dir: str | Path) -> ReportData:
     if config is None:
         raise VQKitError(f"{cfg_path}: missing or unreadable; is {run_dir} a vqkit run?")
     records = read_metrics(run_dir / "metrics.jsonl")
-    data = ReportData(run_dir=run_dir, config=config,
-                      steps=[r for r in records if r.get("kind") == "step"],
-                      epochs=[r for r in records if r.get("kind") == "epoch"])
+    data = ReportData(run_dir=run_dir, config=config, records=records)
     for name in ("best", "last"):
         meta = _read_json(run_dir / "checkpoints" / name / "meta.json")
         if meta is not None:
