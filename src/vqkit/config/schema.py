@@ -113,6 +113,9 @@ class TrainConfig:
     channels_last: bool = True  # faster convolutions on CPU and GPU, same results up to rounding
     # "fp32", or "bf16": autocast (quantizer distances stay fp32)
     precision: str = rule("fp32", choices=("fp32", "bf16"))
+    # compile the encoder and decoder with torch.compile (the quantizer's data-dependent steps
+    # stay eager); worth it on a GPU for long runs, the first steps pay the compilation
+    compile: bool = False
     # also checkpoint every this many steps; 0: each epoch only
     checkpoint_every_steps: int = rule(0, min=0)
     # also checkpoint "last" this often; 0: never

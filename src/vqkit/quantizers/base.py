@@ -7,7 +7,10 @@ back into features, so that in eval ``forward(x).quantized == decode(encode(x))`
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +50,21 @@ class QuantizerOutput:
         for v in self.losses.values():
             total = total + v
         return total
+
+
+def full_precision(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a quantizer method in float32 with autocast off: under bf16 autocast, distances,
+    code choices and codebook updates stay in full precision (the encoder and decoder around
+    them run in bf16). Without autocast the input passes through untouched."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, x: Tensor, *args: Any, **kwargs: Any) -> Any:
+        if not torch.is_autocast_enabled(x.device.type):
+            return method(self, x, *args, **kwargs)
+        with torch.autocast(x.device.type, enabled=False):
+            return method(self, x.float(), *args, **kwargs)
+
+    return wrapper
 
 
 def straight_through(x: Tensor, q: Tensor) -> Tensor:
@@ -111,15 +129,14 @@ class Quantizer(nn.Module):
             "window_counts", torch.zeros(max(1, usage_window), k, self.codebook_size),
             persistent=False,
         )
-        self.register_buffer("window_pos", torch.zeros((), dtype=torch.long), persistent=False)
+        self.window_pos = 0  # a Python int: reading a device counter would wait for the device
 
     @torch.no_grad()
     def record_usage_(self, counts: Tensor) -> None:
         """Add one batch's counts, shape (num_quantizers, codebook_size), to the window."""
         if not hasattr(self, "window_counts"):
             return
-        pos = int(self.window_pos) % self.window_counts.shape[0]
-        self.window_counts[pos] = counts
+        self.window_counts[self.window_pos % self.window_counts.shape[0]] = counts
         self.window_pos += 1
 
     def window_usage(self) -> float:

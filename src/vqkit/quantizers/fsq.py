@@ -20,6 +20,7 @@ from vqkit.quantizers.base import (
     QuantizerOutput,
     channels_first,
     channels_last,
+    full_precision,
 )
 from vqkit.quantizers.stats import code_statistics
 
@@ -120,6 +121,7 @@ class FiniteScalarQuantizer(Quantizer):
         grid = rounded / self._half_width()
         return grid, self.vectors_to_codes(grid.detach())
 
+    @full_precision
     def forward(self, x: Tensor) -> QuantizerOutput:
         """Quantize ``x`` of shape (B, dim, *S)."""
         grid, codes = self._quantize(x)
@@ -136,6 +138,7 @@ class FiniteScalarQuantizer(Quantizer):
         return QuantizerOutput(channels_first(self.project_out(grid)), codes, losses, metrics)
 
     @torch.no_grad()
+    @full_precision
     def encode(self, x: Tensor) -> Tensor:
         """Codes (B, *S) for features (B, dim, *S)."""
         return self._quantize(x)[1]

@@ -10,15 +10,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vqkit.distributed import all_reduce_sum_, broadcast_
+from vqkit.distributed import all_reduce_sum_, broadcast_, is_distributed
 from vqkit.quantizers.base import (
     Quantizer,
     QuantizerOutput,
     channels_first,
     channels_last,
+    full_precision,
     rotate_to,
     straight_through,
 )
+from vqkit.quantizers.stats import code_statistics
 from vqkit.quantizers.vq import VectorQuantizer
 
 
@@ -93,15 +95,18 @@ class ResidualVectorQuantizer(Quantizer):
         if not self.training or self.quantizer_dropout == 0 or self.num_quantizers == 1:
             return self.num_quantizers
         n = self.num_quantizers
-        if float(torch.rand(())) < self.quantizer_dropout:
+        if float(torch.rand(())) < self.quantizer_dropout:  # CPU generator: no device sync
             n = int(torch.randint(1, self.num_quantizers + 1, ()))
-        return int(broadcast_(torch.tensor(n, device=device)))
+        if not is_distributed():
+            return n
+        return int(broadcast_(torch.tensor(n, device=device)))  # every rank uses rank 0's n
 
     def _check_num_stages(self, n: int) -> None:
         if not 1 <= n <= self.num_quantizers:
             raise ValueError(f"number of stages must be in [1, {self.num_quantizers}], got {n}")
 
     # -- interface ----------------------------------------------------------------------------
+    @full_precision
     def forward(self, x: Tensor) -> QuantizerOutput:
         """Quantize ``x`` of shape (B, dim, *S); codes have shape (B, *S, n) with n = N except
         for training batches shortened by quantizer dropout."""
@@ -123,8 +128,7 @@ class ResidualVectorQuantizer(Quantizer):
             with torch.no_grad():
                 counts = torch.zeros(self.num_quantizers, self.codebook_size, device=x.device)
                 for i, out in enumerate(outputs):
-                    counts[i] = torch.bincount(out.codes.reshape(-1),
-                                               minlength=self.codebook_size)
+                    counts[i] = code_statistics(out.codes, self.codebook_size)[0]
                 all_reduce_sum_(counts)
             self.record_usage_(counts)
             if z.requires_grad:
@@ -155,6 +159,7 @@ class ResidualVectorQuantizer(Quantizer):
         return channels_first(rotated)
 
     @torch.no_grad()
+    @full_precision
     def encode(self, x: Tensor, num_quantizers: int | None = None) -> Tensor:
         """Codes (B, *S, n) of the first ``n = num_quantizers`` stages (all by default) for
         features (B, dim, *S)."""

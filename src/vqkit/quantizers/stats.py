@@ -34,7 +34,11 @@ def code_statistics(codes: Tensor, codebook_size: int) -> tuple[Tensor, Tensor]:
 
     Stays on the codes' device (no ``.item()``): the quantizers call it on every training step.
     """
-    counts = torch.bincount(codes.reshape(-1), minlength=codebook_size).float()
+    flat = codes.reshape(-1)
+    # index_add_ into a fixed-size vector: bincount would read the largest code back from the
+    # device to size its output. Counts are small integers, exact in float32 either way.
+    counts = torch.zeros(codebook_size, device=codes.device).index_add_(
+        0, flat, torch.ones(flat.shape, device=codes.device))
     probs = counts / counts.sum().clamp_min(1)
     entropy = -(probs * torch.log(probs.clamp_min(1e-10))).sum()
     return counts, entropy.exp()

@@ -8,6 +8,8 @@ and the rotation trick instead of the straight-through estimator.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -18,10 +20,17 @@ from vqkit.quantizers.base import (
     QuantizerOutput,
     channels_first,
     channels_last,
+    full_precision,
     rotate_to,
     straight_through,
 )
 from vqkit.quantizers.stats import code_statistics
+
+
+def host_reads_are_free(device: torch.device) -> bool:
+    """Whether reading a value back (``int(t)``) costs nothing: on the CPU; on a GPU it waits
+    for all queued work."""
+    return device.type == "cpu"
 
 
 def nearest_code(x: Tensor, embed: Tensor) -> Tensor:
@@ -48,6 +57,11 @@ def kmeans(x: Tensor, k: int, iters: int, cosine: bool = False) -> Tensor:
             new = F.normalize(new, dim=1)
         centres = torch.where(counts.unsqueeze(1) > 0, new, centres)
     return centres
+
+
+def _forget_initted(module: nn.Module, incompatible_keys: Any) -> None:
+    """After loading a state dict, read the ``initted`` buffer again."""
+    module._initted_seen = False
 
 
 class VectorQuantizer(Quantizer):
@@ -144,6 +158,8 @@ class VectorQuantizer(Quantizer):
         self.register_buffer(
             "usage_count", torch.full((codebook_size,), max(1.0, 2 * dead_code_threshold)))
         self.register_buffer("initted", torch.tensor(not kmeans_init))
+        self._initted_seen = False  # once True, the buffer is not read again (a device sync)
+        self.register_load_state_dict_post_hook(_forget_initted)
         self._init_usage_window(usage_window)
 
     # -- codebook -----------------------------------------------------------------------------
@@ -176,12 +192,15 @@ class VectorQuantizer(Quantizer):
     @torch.no_grad()
     def expire_codes_(self, flat: Tensor) -> Tensor:
         """Re-seed codes whose moving-average count is below the threshold with random rows of
-        the current batch; returns the mask of restarted codes."""
+        the current batch (the j-th dead code takes row ``randperm(N)[j]``); returns the mask of
+        restarted codes."""
         dead = self.usage_count < self.dead_code_threshold
-        n_dead = int(dead.sum())
+        n = flat.shape[0]
+        if not host_reads_are_free(flat.device) and n >= self.codebook_size:
+            return self._expire_without_sync_(flat, dead)
+        n_dead = int(dead.sum())  # on the CPU reading it costs nothing
         if n_dead == 0:
             return dead
-        n = flat.shape[0]
         pick = torch.randperm(n, device=flat.device)[:n_dead] if n >= n_dead else torch.randint(
             0, n, (n_dead,), device=flat.device)
         new = flat[pick].float()
@@ -193,6 +212,24 @@ class VectorQuantizer(Quantizer):
             self.cluster_size[dead] = 1.0
         # A restarted code gets a grace period before it can be declared dead again.
         self.usage_count[dead] = max(1.0, 2 * self.dead_code_threshold)
+        return dead
+
+    def _expire_without_sync_(self, flat: Tensor, dead: Tensor) -> Tensor:
+        """:meth:`expire_codes_` without reading the number of dead codes back from the device
+        (a GPU would wait for it every step): the same rows go to the same codes, chosen with
+        masks. It draws the permutation even when no code is dead, so it is kept off the CPU,
+        whose results stay bit for bit those of the counting path."""
+        perm = torch.randperm(flat.shape[0], device=flat.device)
+        rank_among_dead = (torch.cumsum(dead.long(), 0) - 1).clamp_min(0)
+        new = flat[perm[rank_among_dead]].float()  # row for every code; used where dead
+        broadcast_(new)
+        mask = dead.unsqueeze(1)
+        self.embed.data.copy_(torch.where(mask, new.to(self.embed.dtype), self.embed.data))
+        if self.ema_decay > 0:
+            self.embed_sum.copy_(torch.where(mask, new, self.embed_sum))
+            self.cluster_size.copy_(torch.where(dead, 1.0, self.cluster_size))
+        grace = max(1.0, 2 * self.dead_code_threshold)
+        self.usage_count.copy_(torch.where(dead, grace, self.usage_count))
         return dead
 
     @torch.no_grad()
@@ -209,12 +246,16 @@ class VectorQuantizer(Quantizer):
         self.embed.copy_(F.normalize(embed, dim=1) if self.cosine else embed)
 
     # -- interface ----------------------------------------------------------------------------
+    @full_precision
     def forward(self, x: Tensor) -> QuantizerOutput:
         """Quantize ``x`` of shape (B, dim, *S)."""
         flat = self._prepare(x)
         if self.training:
-            if not bool(self.initted):
+            if not self._initted_seen and bool(self.initted):  # read the buffer until True
+                self._initted_seen = True
+            if not self._initted_seen:
                 self.init_codebook_(flat.detach())
+                self._initted_seen = True
             if self.dead_code_threshold > 0:
                 self.expire_codes_(flat.detach())
         codes = self._lookup(flat.detach())
@@ -250,6 +291,7 @@ class VectorQuantizer(Quantizer):
         return channels_first(self.project_out(q))
 
     @torch.no_grad()
+    @full_precision
     def encode(self, x: Tensor) -> Tensor:
         """Codes (B, *S) for features (B, dim, *S)."""
         return self._lookup(self._prepare(x)).view(x.shape[0], *x.shape[2:])

@@ -44,8 +44,11 @@ def learning_rate(t: TrainConfig, step: int, steps_per_epoch: int,
 def build_optimizer(t: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     """Adam or AdamW over the trainable parameters, at ``t.lr`` (the loop sets it each step)."""
     params = [p for p in model.parameters() if p.requires_grad]
+    # On a GPU the fused kernels are faster and keep the step counter on the device (no host
+    # read per step); the CPU keeps the default implementation, bit for bit as before.
+    fused = {"fused": True} if params and params[0].is_cuda else {}
     if t.optimizer == "adam":
-        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
     if t.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
     raise ConfigError(f"train.optimizer: unknown {t.optimizer!r} (adam, adamw)")

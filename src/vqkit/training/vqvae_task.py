@@ -110,6 +110,9 @@ def vqvae_setup(cfg: RunConfig, device: torch.device, run_dir: Path, *,
     model = model_for(cfg).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if cfg.train.compile:  # bound methods: the state dict keeps its keys
+        model.encoder.forward = torch.compile(model.encoder.forward)
+        model.decoder.forward = torch.compile(model.decoder.forward)
     train_data, val_data = data if data is not None else load_training_data(cfg)
     writer = None
     if tensorboard:
