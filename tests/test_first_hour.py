@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -81,3 +82,30 @@ def test_a_missing_device_is_one_line(cifar_root, tmp_path, capsys, device):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and device in err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_busy_machine_gets_a_one_line_hint(monkeypatch):
+    import os
+
+    from vqkit.training.train import busy_machine_hint
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.2, 3.0, 2.0))
+    hint = busy_machine_hint(2)
+    assert "load 3.2 on 2 cores" in hint and "num_threads=1" in hint and "\n" not in hint
+    assert busy_machine_hint(1) == ""  # one thread already
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.4, 0.3, 0.2))
+    assert busy_machine_hint(2) == ""
+
+
+def test_vqkit_lets_idle_openmp_threads_sleep():
+    import subprocess
+    import sys
+
+    code = "import os, vqkit; print(os.environ.get('OMP_WAIT_POLICY'))"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                         capture_output=True, text=True)
+    assert out.stdout.strip() == "ACTIVE"  # an explicit choice wins

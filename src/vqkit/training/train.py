@@ -10,7 +10,9 @@ first checkpoint leaves no run folder behind.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,20 @@ def train(
         raise
 
 
+def busy_machine_hint(threads: int) -> str:
+    """One line when other processes already keep this machine's cores busy (load average
+    above the cores minus half of one): training threads then compete with them."""
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return ""
+    if load <= cores - 0.5 or threads <= 1:
+        return ""
+    return (f"vqkit: note: the machine is busy (load {load:.1f} on {cores} cores) and this run "
+            f"uses {threads} threads; if it trains slowly, try --set train.num_threads=1")
+
+
 def _remove_if_no_checkpoint(run_dir: Path) -> None:
     """Undo a start that failed before its first checkpoint: remove the files it wrote and the
     folder (only if nothing else is in it)."""
@@ -119,6 +135,10 @@ def _train_locked(cfg: RunConfig | None, run_dir: Path, *, resume: bool,
     seed_everything(t.seed + get_rank())
     if t.num_threads > 0:
         torch.set_num_threads(t.num_threads)
+    if is_main_process() and device.type == "cpu":
+        hint = busy_machine_hint(torch.get_num_threads())
+        if hint:
+            print(hint, file=sys.stderr)
 
     # -- model, data and task for this kind of run (see SETUPS)
     setup = SETUPS[cfg.task](cfg, device, run_dir, data=data,
