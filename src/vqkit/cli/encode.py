@@ -10,10 +10,12 @@ from vqkit.cli.common import add_run_arguments
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "encode", help="encode images or audio files to a code file",
-        description="Encode PNG/JPEG images (image runs; height and width divisible by the "
-                    "model's downsampling) or WAV files (speech runs) with a run's model and "
-                    "save their codes, in the smallest integer type, with the model's "
-                    "fingerprint. Prints the rate: bits per pixel or bits per second.")
+        description="Encode PNG/JPEG images (image runs: any size; sides that are not a multiple "
+                    "of the model's downsampling are padded with edge pixels for the model and "
+                    "cropped back when decoding) or audio files (speech runs: WAV, FLAC, OGG; "
+                    "resampled to the run's rate) with a run's model and save their codes, in "
+                    "the smallest integer type, with the model's fingerprint. Prints the rate: "
+                    "bits per pixel or bits per second.")
     add_run_arguments(p, device="cpu")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or audio files")
     p.add_argument("--out", required=True, metavar="CODES.npz", help="code file to write")
