@@ -452,3 +452,27 @@ def test_fuzzed_code_files_never_traceback_nor_write_outside(tmp_path_factory, m
     before = tree(root)
     assert main(["decode", str(run), str(codes), "--out", str(out)]) in (0, 2)
     assert all(p.startswith("out") for p in tree(root) - before)
+
+
+@pytest.mark.parametrize("samples, needle", [
+    (np.full(8000, 1e30, np.float32), "absurd"),
+    (np.array([0.1], np.float32), "too short"),
+])
+def test_absurd_audio_is_one_line_in_encode_and_reconstruct(tmp_path, capsys, samples, needle):
+    from vqkit.checkpoint import checkpoint_dir, save_checkpoint
+    from vqkit.config import get_preset
+    from vqkit.models import model_for
+
+    cfg = get_preset("l2arctic")
+    cfg.model.hidden_channels, cfg.model.residual_channels, cfg.model.dim = 16, 8, 8
+    cfg.quantizer.codebook_size = 16
+    run = tmp_path / "run"
+    save_checkpoint(checkpoint_dir(run, "best"), model=model_for(cfg), config=cfg, state={},
+                    meta={"step": 0, "epoch": 0})
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(wav_bytes(samples, subtype="FLOAT"))
+    for args in (["encode", str(run), str(bad), "--out", str(tmp_path / "c.npz")],
+                 ["reconstruct", str(run), str(bad), "--out", str(tmp_path / "o")]):
+        code, err = run_cli(args, capsys)
+        one_line(code, err, "bad.wav", needle)
+    assert not (tmp_path / "c.npz").exists()

@@ -141,7 +141,7 @@ def _encode_audio(model, cfg, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     """The codes of one audio file, and what decoding needs: the pipeline's side information
     (real frames, samples, per-utterance statistics)."""
     sr = cfg.audio.sample_rate
-    y = load_audio(path, sample_rate=sr)
+    y = load_audio(path, sample_rate=sr, min_samples=cfg.audio.n_fft)
     x, info = wav_to_model_input(y, cfg.audio, multiple=model.downsampling)
     codes = model.encode(x.to(_device(model)))[0].cpu().numpy()
     # The codes describe info["n_samples"] samples: the whole file, or the clip of clip_s.

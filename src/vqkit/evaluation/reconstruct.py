@@ -82,7 +82,7 @@ def reconstruct_audio(model, cfg, y: np.ndarray) -> AudioReconstruction:
 def read_audio(path: Path, cfg) -> np.ndarray:
     """An audio file as mono float32 at the run's sample rate (DataError in one line)."""
     try:
-        return load_audio(path, sample_rate=cfg.audio.sample_rate)
+        return load_audio(path, sample_rate=cfg.audio.sample_rate, min_samples=cfg.audio.n_fft)
     except DataError as e:
         raise DataError(" ".join(str(e).split())) from None
 
