@@ -109,3 +109,21 @@ def test_vqkit_lets_idle_openmp_threads_sleep():
     out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
                          capture_output=True, text=True)
     assert out.stdout.strip() == "ACTIVE"  # an explicit choice wins
+
+
+def test_resume_auto_makes_a_script_rerunnable_and_refuses_another_config(
+        cifar_root, tmp_path, tiny_image_config):
+    from vqkit.errors import VQKitError
+    from vqkit.training.train import train
+
+    cfg = tiny_image_config(epochs=1)
+    cfg.data.root = str(cifar_root)
+    run = tmp_path / "run"
+    first = train(cfg, run, resume="auto", progress=False)
+    again = train(cfg, run, resume="auto", progress=False)  # finished: returns at once
+    assert (first.step, first.epoch) == (again.step, again.epoch) == (8, 1)
+    cfg.train.epochs = 2  # a stop limit: continues to it
+    assert train(cfg, run, resume="auto", progress=False).epoch == 2
+    cfg.train.lr = 1e-2
+    with pytest.raises(VQKitError, match=r"another config \(train\.lr differ"):
+        train(cfg, run, resume="auto", progress=False)

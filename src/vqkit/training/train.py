@@ -49,7 +49,7 @@ def train(
     cfg: RunConfig | None,
     out_dir: str | Path,
     *,
-    resume: bool = False,
+    resume: bool | str = False,
     overrides: dict[str, Any] | None = None,
     progress: bool = True,
     data: tuple[BatchSource, BatchSource] | None = None,
@@ -62,8 +62,14 @@ def train(
     configured epochs unless ``overrides`` (``epochs``, ``max_steps``, ``max_minutes``,
     ``device``) set new ones. ``max_minutes`` counts the wall-clock of this invocation.
     ``data`` may pass prepared ``(train, val)`` sources instead of loading them from ``cfg.data``.
+
+    ``resume="auto"`` (with ``cfg``) makes a script re-runnable: a new run when ``out_dir`` holds
+    none, otherwise it continues that run to ``cfg``'s epochs (and returns at once when they are
+    done); a run whose saved config differs from ``cfg`` beyond the stop limits is refused.
     """
     run_dir = Path(out_dir)
+    if resume == "auto":
+        resume, overrides = _auto_resume(cfg, run_dir, overrides or {})
     if resume:
         find_checkpoint(run_dir, "last")  # a clear error before anything else
     elif cfg is None:
@@ -96,6 +102,32 @@ def busy_machine_hint(threads: int) -> str:
         return ""
     return (f"vqkit: note: the machine is busy (load {load:.1f} on {cores} cores) and this run "
             f"uses {threads} threads; if it trains slowly, try --set train.num_threads=1")
+
+
+# Settings a resumed run may change: when to stop, and where and how fast it runs.
+RESUMABLE = ("epochs", "max_steps", "max_minutes", "device", "num_threads")
+
+
+def _auto_resume(cfg: RunConfig | None, run_dir: Path,
+                 overrides: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+    """(resume?, overrides) for ``resume="auto"``: resume when ``run_dir`` holds a run whose
+    config is ``cfg`` up to the stop limits, taking those from ``cfg``."""
+    if cfg is None:
+        raise VQKitError('train: resume="auto" needs a config')
+    if not (checkpoint_dir(run_dir, "last") / "meta.json").exists():
+        return False, overrides
+    saved = load_checkpoint(run_dir, "last", with_state=False).config.to_dict()
+    wanted = cfg.validate().to_dict()
+    for d in (saved, wanted):
+        for k in RESUMABLE:
+            d["train"].pop(k)
+    if saved != wanted:
+        diff = [f"{sec}.{k}" for sec, vals in wanted.items() if isinstance(vals, dict)
+                for k, v in vals.items() if saved.get(sec, {}).get(k) != v]
+        diff += [k for k, v in wanted.items() if not isinstance(v, dict) and saved.get(k) != v]
+        raise VQKitError(f"{run_dir}: holds a run with another config ({', '.join(diff)} "
+                         f"differ); use a new --out")
+    return True, {**{k: getattr(cfg.train, k) for k in RESUMABLE}, **overrides}
 
 
 def _remove_if_no_checkpoint(run_dir: Path) -> None:
