@@ -70,7 +70,9 @@ def test_image_evaluation_folder_holds_metrics_histogram_and_samples(image_run, 
     assert header["checkpoint"] == {"name": "best", "step": 7, "epoch": 2}
     assert header["run"] == str(image_run) and header["data"] == str(cifar_root)
     assert {"run": str(image_run), "split": "val", "checkpoint": "best",
-            **header["metrics"]} == metrics
+            **header["metrics"], "about": header["about"]} == metrics
+    assert header["about"] == {"definition": "CIFAR-10 data_batch_5", "warnings": [],
+                               "classes": {f"c{k}": (2 if k < 6 else 1) for k in range(10)}}
     # the histogram is every code of the split, as the model gives them
     model, _ = load_model(image_run)
     images, _ = load_cifar10(str(cifar_root), "val")

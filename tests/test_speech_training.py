@@ -37,6 +37,7 @@ from vqkit.config import AudioConfig, get_preset
 from vqkit.data.source import BatchSource
 from vqkit.data.speech import auto_cache_dir, load_speech_data, open_speech_cache, select_ids
 from vqkit.errors import DataError
+from vqkit.evaluation.artifacts import read_evaluation
 from vqkit.evaluation.speech import real_codes
 from vqkit.training.train import train
 from vqkit.training.vqvae_task import reconstruction_loss
@@ -258,6 +259,8 @@ def test_train_cli_from_audio_folder_and_from_cache(corpus, tmp_path, capsys):
     sets = [a for s in TINY + SPLITS for a in ("--set", s)]
     assert main([*base, "--data", str(corpus), "--out", str(tmp_path / "a"), *sets]) == 0
     assert (corpus / ".vqkit-cache").is_dir()  # automatic cache beside the audio
+    assert (f"note: training split: 8 of 8 recordings are at {SR_IN} Hz and were resampled up "
+            f"to 16000 Hz" in capsys.readouterr().err)
     cache = tmp_path / "cache"
     assert main(["cache", "--data", str(corpus), "--out", str(cache), "--workers", "1",
                  "--set", "audio.n_mels=32", "--no-progress"]) == 0
@@ -372,3 +375,30 @@ def test_stoi_groups_score_identical_signals_at_the_top_and_noise_lower():
     assert groups.utterances in (3, 5) and len(groups.stoi) == len(groups.stoi_oracle) >= 1
     assert all(o > 0.99 for o in groups.stoi_oracle)
     assert all(0.2 < s < 0.95 for s in groups.stoi)
+
+
+def test_evaluate_says_what_the_split_is_and_warns_about_trained_speakers(trained_run, corpus,
+                                                                            capsys):
+    """Held out (CCC): the definition and its speakers, the upsampling named, no overlap
+    warning; a trained speaker (AAA): a warning; the hash split: every speaker mixed."""
+    assert main(["evaluate", str(trained_run), "--split", "speakers:CCC"]) == 0
+    out, err = capsys.readouterr()
+    assert "every utterance of speaker(s) CCC" in out and "speakers: CCC (4)" in out
+    assert f"at {SR_IN} Hz and were resampled up to 16000 Hz" in err
+    assert "training split" not in err
+    about = read_evaluation(trained_run / "eval" / "speakers-CCC").about
+    assert about["speakers"] == {"CCC": 4} and about["sample_rates"] == {str(SR_IN): 4}
+
+    assert main(["evaluate", str(trained_run), "--split", "speakers:AAA"]) == 0
+    out, err = capsys.readouterr()
+    assert "4 of 4 utterances of split 'speakers:AAA' are in the training split" in err
+    assert "speaker(s) AAA of split 'speakers:AAA' were in the training split too" in err
+    assert "Traceback" not in err
+
+
+def test_the_hash_split_is_described_as_mixing_speakers(corpus):
+    from vqkit.evaluation.about import about_speech
+
+    about = about_speech(tiny_cfg(corpus), None, "train")
+    assert about["definition"].startswith("80% of the utterances by a hash of their id")
+    assert set(about["speakers"]) == set(SPEAKERS)

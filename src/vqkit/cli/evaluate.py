@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from vqkit.cli.common import add_run_arguments
+from vqkit.evaluation.about import metric_help_text
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -12,7 +14,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "evaluate", help="evaluate a trained run on a split",
         description="Print the metrics of the run's model on a split and save them, the split's "
                     "code histogram and samples in RUN_DIR/eval/<split>/ for `vqkit report`; "
-                    "also write the figures in RUN_DIR.")
+                    "also write the figures in RUN_DIR. Says what the split is, and warns when it "
+                    "overlaps the training split or its audio was resampled up.",
+        epilog="metrics:\n" + metric_help_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(p, device="auto")
     p.add_argument("--data", help="data location (default: the one the run trained on)")
     p.add_argument("--split", default="val", help="val (default), test, train")
@@ -35,7 +40,15 @@ def run(args: argparse.Namespace) -> int:
 
     metrics = evaluate(args.run_dir, data=args.data, split=args.split, which=args.checkpoint,
                        device=args.device, json_path=args.json, max_items=args.max_items)
-    print(f"{metrics['run']} on split {metrics['split']!r} ({metrics['checkpoint']} checkpoint)")
+    about = metrics.get("about", {})
+    print(f"{metrics['run']} on split {metrics['split']!r} ({metrics['checkpoint']} checkpoint): "
+          f"{about.get('definition', '')}")
+    held = about.get("speakers") or about.get("classes")
+    if held:
+        what = "speakers" if "speakers" in about else "classes"
+        print(f"{what}: " + ", ".join(f"{k} ({v})" for k, v in held.items()))
+    for w in about.get("warnings", []):
+        print(f"vqkit evaluate: warning: {w}", file=sys.stderr)
     print(format_table(metrics))
     print(f"saved in {evaluation_dir(args.run_dir, args.split)} (for `vqkit report`)")
     return 0

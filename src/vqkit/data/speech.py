@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from vqkit.audio.cache import MANIFEST_NAME, MelCache, cache_params, open_cache
@@ -43,15 +44,20 @@ from vqkit.config import RunConfig
 from vqkit.data.audio_sources import build_mel_cache
 from vqkit.data.download import cache_dir
 from vqkit.data.source import BatchSource
+from vqkit.distributed import is_main_process
 from vqkit.errors import ConfigError, DataError
 
 __all__ = [
     "SpeechData",
     "auto_cache_dir",
+    "describe_split",
     "load_speech_data",
     "open_speech_cache",
     "select_ids",
     "source_path",
+    "source_sample_rates",
+    "speaker_counts",
+    "upsampling_note",
 ]
 
 AUTO_CACHE_NAME = ".vqkit-cache"
@@ -155,6 +161,51 @@ def select_ids(cache: MelCache, split: str) -> list[str]:
         raise DataError(f"{cache.root}: split {split!r} is empty (splits: {', '.join(names)}; "
                         f"or speakers:A,B)")
     return ids
+
+
+def describe_split(cache: MelCache, split: str) -> str:
+    """What ``split`` means for this data, in one line (see :func:`select_ids`)."""
+    if split.startswith(SPEAKERS_PREFIX):
+        names = split[len(SPEAKERS_PREFIX):].upper().replace(",", ", ")
+        return f"every utterance of speaker(s) {names} (leave-speaker-out when not trained on)"
+    if set(cache.splits) <= {"train"}:
+        share = {"val": "10%", "test": "10%", "train": "80%"}.get(split, "")
+        return (f"{share} of the utterances by a hash of their id, every speaker mixed (no "
+                f"metadata.csv; speakers:A,B holds speakers out)")
+    return f"the {split!r} rows of the data's metadata.csv (from vqkit subset)"
+
+
+def source_sample_rates(cache: MelCache, source_root: Path, ids: list[str]) -> dict[int, int]:
+    """Recordings per sample rate among ``ids`` (from the files' headers; unreadable ones are
+    left out)."""
+    rates: dict[int, int] = {}
+    for i in ids:
+        try:
+            sr = int(sf.info(str(source_path(cache, source_root, i))).samplerate)
+        except (OSError, RuntimeError, sf.LibsndfileError):
+            continue
+        rates[sr] = rates.get(sr, 0) + 1
+    return dict(sorted(rates.items()))
+
+
+def upsampling_note(rates: dict[int, int], sample_rate: int) -> str:
+    """A note when recordings are below ``sample_rate`` (empty otherwise): resampled up, their
+    mel bands above their own Nyquist frequency hold no signal."""
+    low = {r: n for r, n in rates.items() if r < sample_rate}
+    if not low:
+        return ""
+    return (f"{sum(low.values())} of {sum(rates.values())} recordings are at "
+            f"{', '.join(f'{r} Hz' for r in sorted(low))} and were resampled up to "
+            f"{sample_rate} Hz: mel bands above {min(low) // 2} Hz hold no signal")
+
+
+def speaker_counts(cache: MelCache, ids: list[str]) -> dict[str, int]:
+    """Utterances per speaker among ``ids``, sorted by speaker."""
+    counts: dict[str, int] = {}
+    for i in ids:
+        speaker = cache.entries[i].speaker
+        counts[speaker] = counts.get(speaker, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,8 +339,12 @@ def load_speech_data(cfg: RunConfig, split: str, *, training: bool) -> SpeechDat
     if a.crop_frames < 0 or a.crop_frames % multiple:
         raise ConfigError(f"audio.crop_frames={a.crop_frames} must be 0 or a multiple of "
                           f"{multiple}")
-    cache, _ = open_speech_cache(cfg)
+    cache, source_root = open_speech_cache(cfg)
     ids = select_ids(cache, split)
+    if training and is_main_process():
+        note = upsampling_note(source_sample_rates(cache, source_root, ids), a.sample_rate)
+        if note:
+            print(f"vqkit: note: training split: {note}", file=sys.stderr)
     try:
         norms = _load_norms(cache, ids, cfg)
     except DataError:

@@ -6,7 +6,8 @@ that split:
 
 ``metrics.json``
     ``{"format_version": 1, "run", "split", "data", "checkpoint": {"name", "step", "epoch"},
-    "metrics": {...}}``: every metric ``evaluate`` returns.
+    "metrics": {...}, "about": {...}}``: every metric ``evaluate`` returns, and what the split
+    is (:mod:`vqkit.evaluation.about`; absent in folders written before it).
 ``code_counts.npy``
     int64, shape=(num_quantizers, codebook_size): how often each code occurs over the split
     (speech: real frames only).
@@ -100,6 +101,7 @@ class Evaluation:
     data: str = ""
     checkpoint: dict[str, Any] = field(default_factory=dict)
     folder: Path | None = None
+    about: dict[str, Any] = field(default_factory=dict)  # the split's definition and warnings
 
 
 def split_folder_name(split: str) -> str:
@@ -170,7 +172,8 @@ def write_evaluation(run_dir: str | Path, evaluation: Evaluation) -> Path:
     try:
         header = {"format_version": FORMAT_VERSION, "run": evaluation.run,
                   "split": evaluation.split, "data": evaluation.data,
-                  "checkpoint": evaluation.checkpoint, "metrics": evaluation.metrics}
+                  "checkpoint": evaluation.checkpoint, "metrics": evaluation.metrics,
+                  "about": evaluation.about}
         (tmp / METRICS_FILE).write_text(json.dumps(header, indent=2) + "\n")
         np.save(tmp / COUNTS_FILE, np.asarray(evaluation.code_counts, dtype=np.int64))
         if evaluation.samples is not None and (not isinstance(evaluation.samples, list)
@@ -259,4 +262,5 @@ def read_evaluation(folder: str | Path) -> Evaluation:
         metrics=dict(header.get("metrics", {})), code_counts=counts.astype(np.int64),
         samples=_read_samples(folder), run=str(header.get("run", "")),
         split=str(header.get("split", "")), data=str(header.get("data", "")),
-        checkpoint=dict(header.get("checkpoint") or {}), folder=folder)
+        checkpoint=dict(header.get("checkpoint") or {}), folder=folder,
+        about=header.get("about") if isinstance(header.get("about"), dict) else {})

@@ -10,6 +10,7 @@ from typing import Any
 from vqkit.checkpoint import find_checkpoint
 from vqkit.data.images import ImageData
 from vqkit.data.loaders import load_image_split
+from vqkit.evaluation.about import about_images, about_speech
 from vqkit.evaluation.artifacts import write_evaluation
 from vqkit.evaluation.images import evaluate_images
 from vqkit.evaluation.speech import evaluate_speech
@@ -65,7 +66,9 @@ def evaluate(
     Returns
     -------
     dict
-        ``run``, ``split``, ``checkpoint`` (the one used) and every metric.
+        ``run``, ``split``, ``checkpoint`` (the one used), every metric, and ``about``: the
+        split's ``definition``, its ``speakers`` or ``classes`` with counts, speech
+        ``sample_rates``, and ``warnings`` (see :mod:`vqkit.evaluation.about`).
     """
     run_dir = Path(run_dir)
     dev = resolve_device(device)
@@ -74,6 +77,7 @@ def evaluate(
     root = data if data is not None else (cfg.data.root or None)
     if cfg.task == "image":
         images = load_image_split(root, split)
+        about = about_images(split, cfg.data.train_split, images.labels, images.class_names)
         if max_items:
             images = ImageData(images.images[:max_items], split)
         result = evaluate_images(model, images, device=dev,
@@ -82,11 +86,12 @@ def evaluate(
     else:
         result = evaluate_speech(model, cfg, root, split, run_dir=run_dir, device=dev,
                                  max_items=max_items, n_examples=N_SPEECH_SAMPLES)
+        about = about_speech(cfg, root, split, max_items)
     result.run, result.split, result.checkpoint = str(run_dir), split, checkpoint
-    result.data = str(root or "")
+    result.data, result.about = str(root or ""), about
     write_evaluation(run_dir, result)
     metrics = {"run": str(run_dir), "split": split, "checkpoint": checkpoint["name"],
-               **result.metrics}
+               **result.metrics, "about": about}
     if json_path is not None:
         atomic_write_text(Path(json_path), json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -26,6 +26,7 @@ import numpy as np
 import soundfile as sf
 
 from vqkit import __version__
+from vqkit.evaluation.about import METRIC_HELP
 from vqkit.evaluation.artifacts import Evaluation, ImageSamples, SpeechSample
 from vqkit.figures.images import image_grid
 from vqkit.figures.report import histogram_figure, loss_figure, usage_figure
@@ -159,10 +160,27 @@ def _evals_section(data: ReportData) -> str:
         for k, v in ev.metrics.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in keys:
                 keys.append(k)
-    rows = [[k, *[ev.metrics.get(k, "") for ev in data.evaluations]] for k in keys]
-    header = ["metric", *[_provenance(data, ev) for ev in data.evaluations]]
+    rows = [[k, *[ev.metrics.get(k, "") for ev in data.evaluations], METRIC_HELP.get(k, "")]
+            for k in keys]
+    header = ["metric", *[_provenance(data, ev) for ev in data.evaluations], "what it measures"]
     return _section("evaluation", "Evaluation",
-                    f'<div class="scroll">{table(rows, header)}</div>{notes}')
+                    f'<div class="scroll">{table(rows, header)}</div>'
+                    f'{"".join(_about(ev) for ev in data.evaluations)}{notes}')
+
+
+def _about(ev: Evaluation) -> str:
+    """The split's definition, what it holds, and the evaluation's warnings."""
+    about = ev.about
+    if not about:
+        return ""
+    held = about.get("speakers") or about.get("classes") or {}
+    what = "speakers" if about.get("speakers") else "classes"
+    parts = [f"Split {ev.split!r}: {about.get('definition', '')}."]
+    if held:
+        parts.append(f"{what}: " + ", ".join(f"{k} ({v})" for k, v in held.items()) + ".")
+    lines = [f'<p class="note">{_e(" ".join(parts))}</p>']
+    lines += [f'<p class="note warning">Warning: {_e(w)}.</p>' for w in about.get("warnings", [])]
+    return "".join(lines)
 
 
 def _training_section(data: ReportData) -> str:

@@ -110,10 +110,12 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _json_evaluation(path: Path, d: dict[str, Any]) -> Evaluation:
     """A metrics file of ``vqkit evaluate --json``: provenance keys plus the metrics."""
+    about = d.get("about")
     return Evaluation(
-        metrics={k: v for k, v in d.items() if k not in _PROVENANCE}, code_counts=None,
-        run=str(d.get("run", "")), split=str(d.get("split", "")),
-        checkpoint={"name": d.get("checkpoint")} if d.get("checkpoint") else {}, folder=path)
+        metrics={k: v for k, v in d.items() if k not in _PROVENANCE and k != "about"},
+        code_counts=None, run=str(d.get("run", "")), split=str(d.get("split", "")),
+        checkpoint={"name": d.get("checkpoint")} if d.get("checkpoint") else {}, folder=path,
+        about=about if isinstance(about, dict) else {})
 
 
 def _same(a: Evaluation, b: Evaluation) -> bool:
