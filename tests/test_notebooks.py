@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -90,7 +91,10 @@ def notebook_env(tmp_path, monkeypatch):
     shown: list = []
     # Whether or not IPython is installed, display() records what it is given, so that what the
     # notebooks show is checked everywhere.
-    monkeypatch.setitem(sys.modules, "IPython", types.ModuleType("IPython"))
+    ipython = types.ModuleType("IPython")
+    ipython.version_info = (9, 0)  # matplotlib asks when it makes a canvas ...
+    ipython.get_ipython = lambda: None  # ... and pyplot whether it runs in a shell
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
     monkeypatch.setitem(sys.modules, "IPython.display", ipython_display_stub(shown))
     import tempfile
 
@@ -142,3 +146,18 @@ def test_notebook_defaults_are_the_real_run(name):
     shared = EXAMPLES.parent.parent / "shared" / "data"
     expected = shared if name == "image.ipynb" else shared / "fsdd-l2arctic-layout"
     assert (EXAMPLES / ns["DATA"]).resolve() == expected.resolve()
+
+
+def test_vqkit_leaves_the_matplotlib_backend_alone(tmp_path):
+    """Importing vqkit (and drawing its figures) never switches the backend: a notebook keeps
+    its inline plots."""
+    code = ("import matplotlib; matplotlib.use('svg'); import vqkit.figures.curves, "
+            "vqkit.figures.images, vqkit.figures.report, vqkit.figures.speech, "
+            "vqkit.reports, vqkit.evaluation.evaluate; "
+            "from vqkit.figures.images import plot_originals_over_reconstructions as plot; "
+            "import numpy as np; x = np.zeros((4, 8, 8, 3), np.uint8); "
+            "plot(x, x, 'grid.png'); print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, check=True)
+    assert out.stdout.strip() == "svg", out.stderr
+    assert (tmp_path / "grid.png").stat().st_size > 100

@@ -20,7 +20,7 @@ import urllib.request
 import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars (tqdm.auto needs ipywidgets in notebooks)
 
 from vqkit.errors import DataError
 

@@ -7,15 +7,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from vqkit.figures.themes import themed_figure  # noqa: E402
-from vqkit.runlog import read_metrics, summarize  # noqa: E402
-from vqkit.utils import format_number  # noqa: E402
+from vqkit.figures.themes import subplots, themed_figure
+from vqkit.runlog import read_metrics, summarize
+from vqkit.utils import format_number
 
 __all__ = ["draw_losses", "plot_loss_curves", "series", "smooth"]
 
@@ -51,7 +47,7 @@ def draw_losses(records: Records, theme: dict[str, Any], best_metric: str = "val
     epoch's end and at an early stop), and the best checkpoint (a star). Returns the figure."""
     best = summarize(records, best_metric)
     c = theme["colors"]
-    fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.4))
+    fig, axes = subplots(1, 3, figsize=(11.5, 3.4))
     for ax, (key, title, ylabel) in zip(axes, PANELS, strict=True):
         s = series(records, key, ("step",))
         if s is not None:

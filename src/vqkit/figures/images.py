@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from vqkit.figures.themes import subplots
 
 __all__ = ["image_grid", "plot_originals_over_reconstructions"]
 
@@ -81,7 +79,7 @@ def plot_originals_over_reconstructions(
     """
     grid = image_grid(originals, ncols, under=reconstructions, gap=1, pair_gap=4)
     rows, cols = grid.shape[:2]
-    fig, ax = plt.subplots(figsize=(max(2.0, cols / 55), max(1.5, rows / 55 + 0.5)))
+    fig, ax = subplots(figsize=(max(2.0, cols / 55), max(1.5, rows / 55 + 0.5)))
     top = 255 if grid.dtype == np.uint8 else 1.0
     ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, interpolation="nearest",
               cmap="gray" if grid.shape[-1] == 1 else None, vmin=0, vmax=top)
@@ -89,5 +87,4 @@ def plot_originals_over_reconstructions(
     ax.axis("off")
     fig.tight_layout()
     fig.savefig(out_path, dpi=120)
-    plt.close(fig)
     return Path(out_path)

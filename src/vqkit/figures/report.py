@@ -9,14 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from vqkit.figures.curves import draw_losses, series  # noqa: E402
-from vqkit.figures.themes import themed_figure  # noqa: E402
+from vqkit.figures.curves import draw_losses, series
+from vqkit.figures.themes import subplots, themed_figure
 
 __all__ = ["histogram_figure", "loss_figure", "usage_figure"]
 
@@ -43,7 +39,7 @@ def usage_figure(records: Records, codebook_size: int) -> dict[str, bytes] | Non
         return None
 
     def draw(theme):
-        fig, (a, b) = plt.subplots(1, 2, figsize=(11.5, 3.3))
+        fig, (a, b) = subplots(1, 2, figsize=(11.5, 3.3))
         for ax, keys in ((a, usage_keys), (b, ppl_keys)):
             for i, (key, kind, label) in enumerate(keys):
                 s = series(records, key, (kind,))
@@ -77,7 +73,7 @@ def histogram_figure(counts: np.ndarray) -> dict[str, bytes]:
     counts = np.atleast_2d(counts)
 
     def draw(theme):
-        fig, ax = plt.subplots(figsize=(11.5, 3.2))
+        fig, ax = subplots(figsize=(11.5, 3.2))
         size = counts.shape[1]
         for k, c in enumerate(counts):
             freq = np.sort(c)[::-1] / max(c.sum(), 1)

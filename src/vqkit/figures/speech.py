@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from vqkit.audio.mel import frontend_params, mel_frequencies  # noqa: E402
-from vqkit.config import AudioConfig  # noqa: E402
-from vqkit.runlog import read_metrics  # noqa: E402
+from vqkit.audio.mel import frontend_params, mel_frequencies
+from vqkit.config import AudioConfig
+from vqkit.figures.themes import subplots
+from vqkit.runlog import read_metrics
 
 __all__ = ["plot_mel_comparison", "plot_speech_loss"]
 
@@ -49,7 +46,7 @@ def plot_mel_comparison(
     """
     n = len(originals)
     widths = [max(o.shape[-1], 8) for o in originals]
-    fig, axes = plt.subplots(2, n, figsize=(min(4.5 * n, 20) + 1, 5.6), squeeze=False,
+    fig, axes = subplots(2, n, figsize=(min(4.5 * n, 20) + 1, 5.6), squeeze=False,
                              gridspec_kw={"width_ratios": widths}, layout="constrained")
     sec_per_frame = cfg.hop_length / cfg.sample_rate
     im = None
@@ -72,7 +69,6 @@ def plot_mel_comparison(
     if im is not None:
         fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="dB (ref 1.0)")
     fig.savefig(out_path, dpi=110)
-    plt.close(fig)
     return Path(out_path)
 
 
@@ -99,7 +95,7 @@ def plot_speech_loss(metrics_path: str | Path, out_path: str | Path) -> Path | N
                   "usage": [("window_usage", "train (window)")]}
     else:
         return None
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    fig, axes = subplots(1, 4, figsize=(16, 3.6))
     titles = {"recon": "reconstruction MSE (normalised, real frames)",
               "vq": "VQ loss", "codes": "perplexity", "usage": "codebook usage"}
     for ax, (panel, keys) in zip(axes, series.items(), strict=True):
@@ -116,5 +112,4 @@ def plot_speech_loss(metrics_path: str | Path, out_path: str | Path) -> Path | N
     axes[0].set_yscale("log")
     fig.tight_layout()
     fig.savefig(out_path, dpi=110)
-    plt.close(fig)
     return Path(out_path)

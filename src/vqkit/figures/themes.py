@@ -8,14 +8,22 @@ from collections.abc import Callable
 from typing import Any
 
 import matplotlib
+import matplotlib.image
+import numpy as np
+from matplotlib import cycler
+from matplotlib.figure import Figure
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib import cycler  # noqa: E402
-from PIL import Image  # noqa: E402
+__all__ = ["THEMES", "png_bytes", "spectrogram_png", "subplots", "themed_figure"]
 
-__all__ = ["THEMES", "png_bytes", "spectrogram_png", "themed_figure"]
+
+def subplots(*args: Any, figsize: tuple[float, float], layout: str | None = None,
+             **kwargs: Any):
+    """``(figure, axes)`` like ``pyplot.subplots``, without pyplot: vqkit never picks or
+    changes the process's matplotlib backend (a notebook keeps its inline plots), and its
+    figures need no closing."""
+    fig = Figure(figsize=figsize, layout=layout)
+    return fig, fig.subplots(*args, **kwargs)
 
 THEMES: dict[str, dict[str, Any]] = {
     "light": {"bg": "#ffffff", "fg": "#1d2026", "muted": "#5d6470", "grid": "#d5d9df",
@@ -47,12 +55,11 @@ def themed_figure(draw: Callable[[dict[str, Any]], Any], dpi: int = 130,
     out = {}
     for name in themes:
         theme = THEMES[name]
-        with plt.rc_context(_rc(theme)):
+        with matplotlib.rc_context(_rc(theme)):
             fig = draw(theme)
             buf = io.BytesIO()
             # Layout already tight (one draw only); light compression: figures are small.
             fig.savefig(buf, format="png", dpi=dpi, pil_kwargs={"compress_level": 3})
-            plt.close(fig)
         out[name] = buf.getvalue()
     return out
 
@@ -69,6 +76,6 @@ def spectrogram_png(mel: np.ndarray, vmin: float, vmax: float) -> bytes:
     """(n_mels, T) -> a PNG of it, one pixel per value, low frequencies at the bottom, magma
     colour map from ``vmin`` to ``vmax``."""
     buf = io.BytesIO()
-    plt.imsave(buf, np.asarray(mel, dtype=np.float32), cmap="magma", vmin=vmin, vmax=vmax,
-               origin="lower", format="png")
+    matplotlib.image.imsave(buf, np.asarray(mel, dtype=np.float32), cmap="magma", vmin=vmin,
+                            vmax=vmax, origin="lower", format="png")
     return buf.getvalue()
