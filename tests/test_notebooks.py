@@ -161,3 +161,32 @@ def test_vqkit_leaves_the_matplotlib_backend_alone(tmp_path):
                          cwd=tmp_path, check=True)
     assert out.stdout.strip() == "svg", out.stderr
     assert (tmp_path / "grid.png").stat().st_size > 100
+
+
+# Numbers the notebooks' prose quotes, and the preset field each must equal.
+PROSE_NUMBERS = [
+    (r"(\d+) kHz", lambda c: c.audio.sample_rate / 1000),
+    (r"(\d+) mel bands", lambda c: c.audio.n_mels),
+    (r"\(hop (\d+)\)", lambda c: c.audio.hop_length),
+    (r"(\d+)-frame", lambda c: c.audio.crop_frames),
+    (r"(\d+)x(\d+) grid of code", lambda c: 32 // 2 ** c.model.num_downsamples),
+    (r"(\d+) codes\b", lambda c: c.quantizer.codebook_size),
+]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_the_prose_quotes_the_presets_numbers(name):
+    from vqkit.config import get_preset
+
+    nb = read_notebook(EXAMPLES / name)
+    ns: dict = {}
+    exec(source(next(c for c in nb["cells"] if c["cell_type"] == "code")), ns)
+    cfg = get_preset(ns["PRESET"])
+    prose = " ".join(source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
+    checked = 0
+    for pattern, value in PROSE_NUMBERS:
+        for m in re.finditer(pattern, prose.replace("\n", " ")):
+            for quoted in m.groups():
+                assert float(quoted) == value(cfg), f"{name}: {m.group(0)!r} vs the preset"
+                checked += 1
+    assert checked >= 2, f"{name}: the prose quotes no preset numbers"
