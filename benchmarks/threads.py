@@ -63,11 +63,11 @@ def start(policy: str, data: str, steps: int) -> subprocess.Popen:
                             env=env, stdout=subprocess.PIPE, text=True)
 
 
-def measure(policy: str, data: str, steps: int, contended: bool) -> float:
+def measure(policy: str, data: str, steps: int, contended: bool, head_start: float) -> float:
     rival = start(policy, data, steps * 3) if contended else None
     try:
         if rival is not None:
-            time.sleep(8)  # the rival is past its start-up and training
+            time.sleep(head_start)  # the rival is past its start-up and training
         me = start(policy, data, steps)
         out, _ = me.communicate()
         return float(json.loads(out.strip().splitlines()[-1])["images_per_s"])
@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--policies", default=",".join(POLICIES))
     p.add_argument("--json", default="benchmarks/results/threads.json")
+    p.add_argument("--head-start", type=float, default=8.0,
+                   help="seconds the competing training runs before the measured one starts")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -96,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.rounds):
         for policy in policies:
             for mode in ("alone", "contended"):
-                s = measure(policy, args.data, args.steps, mode == "contended")
+                s = measure(policy, args.data, args.steps, mode == "contended",
+                            args.head_start)
                 speeds[policy][mode].append(s)
                 print(f"round {r + 1}: {policy:8s} {mode:9s} {s:7.1f} img/s", flush=True)
     result = {"steps": args.steps, "cpus": os.cpu_count(), "policies": {}}

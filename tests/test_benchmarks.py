@@ -22,7 +22,8 @@ def bench_modules(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(BENCH))
     monkeypatch.setenv("VQKIT_DATA", str(tmp_path / "vqkit-data"))
     yield
-    for name in ("speech", "speech_cache", "notebook_reference", "cifar10", "quantizers"):
+    for name in ("speech", "speech_cache", "notebook_reference", "cifar10", "quantizers",
+                 "threads"):
         sys.modules.pop(name, None)
 
 
@@ -98,3 +99,18 @@ def test_speech_cache_benchmark_times_both_methods(bench_modules, tmp_path):
     assert res["files"] == 12
     for key in ("notebook_s", "vqkit_1worker_s", "vqkit_2workers_s", "vqkit_rerun_s"):
         assert res[key] > 0, key
+
+
+def test_threads_benchmark_measures_alone_and_beside_a_rival(bench_modules, tmp_path):
+    import threads
+
+    data = make_cifar_dir(tmp_path / "cifar")
+    out = tmp_path / "threads.json"
+    assert threads.main(["--data", str(data), "--steps", "2", "--rounds", "1",
+                         "--policies", "1thread,passive", "--head-start", "0.5",
+                         "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["policies"]) == {"1thread", "passive"}
+    for m in result["policies"].values():
+        assert m["alone"] > 0 and m["contended"] > 0
+        assert math.isclose(m["contended_over_alone"], m["contended"] / m["alone"])
