@@ -21,6 +21,14 @@ class DataConfig:
     root: str = ""  # folder, archive or cache; empty means the download cache (images)
     train_split: str = "train"
     val_split: str = "val"
+    # image folders: training resolution (shorter side resized, then a square crop), in pixels
+    image_size: int = rule(32, min=4)
+    # image folders without train/ val/ test/ folders: the fraction of files (by a hash of the
+    # relative path, seeded by split_seed) that form "val"
+    val_fraction: float = rule(0.1, min=0, lt=1)
+    split_seed: int = rule(0, min=0)
+    hflip: bool = False  # image folders: random horizontal flips in training
+    workers: int = rule(0, min=0)  # processes that pack an image folder; 0: one per core
 
 
 @dataclass
