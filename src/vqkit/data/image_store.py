@@ -37,7 +37,7 @@ from vqkit.data.source import BatchSource
 from vqkit.errors import DataError
 from vqkit.utils import atomic_write_text
 
-__all__ = ["FolderImages", "open_split_store", "store_folder"]
+__all__ = ["FolderImages", "open_split_store", "read_headers", "store_folder"]
 
 STORE_VERSION = 1
 CACHE_NAME = ".vqkit-cache"
@@ -113,12 +113,16 @@ def _chunks(items: list, workers: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+def read_headers(root: Path, rels: list[str], workers: int) -> list[tuple[int, int, str] | str]:
+    """(width, height, mode) of each file, or the reason it is unreadable; in parallel."""
+    tasks = [(str(root), c) for c in _chunks(rels, workers)]
+    return [h for part in _parallel(_headers, tasks, workers) for h in part]
+
+
 def _pack(folder: ImageFolder, split: str, image_size: int, channels: int | None,
           workers: int, npy: Path, meta_path: Path) -> dict:
     files = folder.split(split).files
-    heads = [h for part in _parallel(_headers, [(str(folder.root), c)
-                                                for c in _chunks(files, workers)], workers)
-             for h in part]
+    heads = read_headers(folder.root, files, workers)
     ok = [i for i, h in enumerate(heads) if not isinstance(h, str)]
     bad = {files[i]: heads[i] for i in range(len(files)) if isinstance(heads[i], str)}
     if channels is None:  # grey only when every readable image is grey
