@@ -255,7 +255,7 @@ class FolderImages(BatchSource):
             idx = pos if order is None else order[pos]
             x = torch.from_numpy(self.store[self.rows[idx.numpy()]])
             if s != size:
-                if offsets is None:
+                if offsets is None or len(pos) == 0:
                     x = x[:, :, centre:centre + size, centre:centre + size]
                 else:
                     x = torch.stack([x[i, :, oy:oy + size, ox:ox + size] for i, (oy, ox)
