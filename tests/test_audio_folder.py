@@ -132,3 +132,18 @@ def test_train_and_evaluate_on_a_manifest(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "run"), "--split", "val"]) == 0
     out = capsys.readouterr().out
     assert "saved in" in out
+
+
+def test_vqkit_data_summarises_audio(tmp_path, capsys):
+    write_mixed(tmp_path / "d")
+    (tmp_path / "d" / "anna" / "zero.wav").write_bytes(b"")
+    assert main(["data", str(tmp_path / "d"), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["kind"] == "audio" and s["splits"]["all"]["speakers"] == {"anna": 4, "ben": 4}
+    assert s["audio"]["sample_rates"] == {"8000": 2, "16000": 2, "22050": 2, "44100": 2}
+    assert s["audio"]["channels"] == {"1": 4, "2": 4}
+    assert abs(s["audio"]["seconds"]["total"] - 2 * (0.4 + 0.5 + 0.6 + 0.7)) < 0.01
+    assert s["unreadable"]["count"] == 1 and s["unreadable"]["first"][0]["path"] == \
+        "anna/zero.wav"
+    assert main(["data", str(tmp_path / "d")]) == 0
+    assert "anna/zero.wav" in capsys.readouterr().out

@@ -15,7 +15,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Say what `vqkit train image --data PATH` would train on: counts per split "
                     "and class, image sizes and modes, the channels the model takes, and the "
                     "unreadable files by name (headers only: no image is decoded).")
-    p.add_argument("path", help="an image folder, or CIFAR-10 (folder or batches)")
+    p.add_argument("path", help="an image folder, CIFAR-10, an audio folder or a CSV/JSONL "
+                                "manifest")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="data.KEY=VALUE", help="a data setting, e.g. data.val_fraction=0.2")
@@ -24,14 +25,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def format_summary(s: dict) -> str:
     """The summary as a few lines of text."""
-    lines = [f"{s['path']}: {s['kind']}, splits by {s['split_rule']}"]
+    lines = [f"{s['path']}: {s['kind']}" + (f", splits by {s['split_rule']}"
+                                            if s.get("split_rule") else "")]
     for name, sp in s["splits"].items():
         bad = sp["files"] - sp["readable"]
-        lines.append(f"  {name:<6} {sp['readable']:>8} images" + (f" ({bad} unreadable)"
-                                                                   if bad else ""))
-        if sp["classes"]:
+        unit = "files" if "speakers" in sp else "images"
+        lines.append(f"  {name:<6} {sp['readable']:>8} {unit}" + (f" ({bad} unreadable)"
+                                                                  if bad else ""))
+        if sp.get("classes"):
             lines.append("         " + ", ".join(f"{k} {v}" for k, v in sp["classes"].items()))
-    im = s["images"]
+    for name, sp in s["splits"].items():
+        if sp.get("speakers"):
+            lines.append(f"  {name}: {sp['seconds']:.1f} s; " + ", ".join(
+                f"{k} {v}" for k, v in sp["speakers"].items()))
+    a = s.get("audio")
+    if a:
+        sec = a["seconds"]
+        lines.append(f"  durations {sec['min']:.2f}-{sec['max']:.2f} s (median "
+                     f"{sec['median']:.2f} s, total {sec['total'] / 60:.1f} min)")
+        lines.append("  sample rates " + ", ".join(f"{r} Hz ({n})" for r, n
+                                                   in a["sample_rates"].items())
+                     + "; channels " + ", ".join(f"{c} ({n})" for c, n in a["channels"].items()))
+    im = s.get("images", {})
     if im.get("width"):
         lines.append(f"  sizes  width {im['width']['min']}-{im['width']['max']} (median "
                      f"{im['width']['median']:g}), height {im['height']['min']}-"
@@ -41,8 +56,9 @@ def format_summary(s: dict) -> str:
                                                   in im["most_common_sizes"]))
     if im.get("modes"):
         lines.append("  modes  " + ", ".join(f"{m} {n}" for m, n in im["modes"].items()))
-    lines.append(f"  trains at {s['image_size']}x{s['image_size']} with {s['channels']} "
-                 f"channel{'s' * (s['channels'] > 1)}")
+    if "image_size" in s:
+        lines.append(f"  trains at {s['image_size']}x{s['image_size']} with {s['channels']} "
+                     f"channel{'s' * (s['channels'] > 1)}")
     u = s["unreadable"]
     if u["count"]:
         lines.append(f"  unreadable: {u['count']} file(s), skipped when training:")

@@ -37,7 +37,7 @@ from vqkit.data.source import BatchSource
 from vqkit.errors import DataError
 from vqkit.utils import atomic_write_text
 
-__all__ = ["FolderImages", "open_split_store", "read_headers", "store_folder"]
+__all__ = ["FolderImages", "open_split_store", "read_headers", "run_parallel", "store_folder"]
 
 STORE_VERSION = 1
 CACHE_NAME = ".vqkit-cache"
@@ -100,7 +100,8 @@ def _mp_context():
                                        else None)
 
 
-def _parallel(fn, tasks: list, workers: int) -> list:
+def run_parallel(fn, tasks: list, workers: int) -> list:
+    """``[fn(t) for t in tasks]``, in worker processes when there are several."""
     if workers <= 1 or len(tasks) <= 1:
         return [fn(t) for t in tasks]
     with cf.ProcessPoolExecutor(max_workers=min(workers, len(tasks)),
@@ -116,7 +117,7 @@ def _chunks(items: list, workers: int) -> list[list]:
 def read_headers(root: Path, rels: list[str], workers: int) -> list[tuple[int, int, str] | str]:
     """(width, height, mode) of each file, or the reason it is unreadable; in parallel."""
     tasks = [(str(root), c) for c in _chunks(rels, workers)]
-    return [h for part in _parallel(_headers, tasks, workers) for h in part]
+    return [h for part in run_parallel(_headers, tasks, workers) for h in part]
 
 
 def _pack(folder: ImageFolder, split: str, image_size: int, channels: int | None,
@@ -137,7 +138,7 @@ def _pack(folder: ImageFolder, split: str, image_size: int, channels: int | None
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape).flush()
         tasks = [(tmp, str(folder.root), c, size, channels, shape)
                  for c in _chunks(list(enumerate(files[i] for i in ok)), workers)]
-        failed = dict(p for part in _parallel(_decode_rows, tasks, workers) for p in part)
+        failed = dict(p for part in run_parallel(_decode_rows, tasks, workers) for p in part)
         os.replace(tmp, npy)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
