@@ -97,7 +97,13 @@ def test_a_manifest_lists_paths_speakers_and_splits(tmp_path, kind):
      r"list.csv: line 3: no such file 'missing.wav'"),
     ([{"path": "anna/session 0/take0.wav"}, {"path": ""}], "jsonl", "line 2: empty 'path'"),
     ([{"path": "../outside.wav"}], "csv", r"line 2: refusing audio path"),
-    ([{"path": "anna/session 0/take0.wav", "start": "x"}], "csv", "line 2: start/end"),
+    ([{"path": "anna/session 0/take0.wav", "start": "x"}], "csv",
+     "line 2: start 'x' is not a number"),
+    ([{"path": "anna/session 0/take0.wav", "start": "0.3", "end": "0.2"}], "jsonl",
+     r"line 1: end \(0.2 s\) must be after start"),
+    ([{"path": "anna/session 0/take0.wav", "start": "0.1", "end": "9"}], "csv",
+     "line 2: start/end .* beyond the file's 0.400 s"),
+    ([{"path": "anna/session 0/take0.wav", "start": "-1"}], "csv", "line 2: start '-1' must"),
     ([{"path": "anna/session 0/take0.wav", "voice": "x"}], "jsonl",
      "line 1: unknown column.*voice"),
     ([{"path": "anna/session 0/take0.wav"}, {"path": "anna/session 0/take0.wav"}], "csv",
@@ -147,3 +153,30 @@ def test_vqkit_data_summarises_audio(tmp_path, capsys):
         "anna/zero.wav"
     assert main(["data", str(tmp_path / "d")]) == 0
     assert "anna/zero.wav" in capsys.readouterr().out
+
+
+def test_long_recordings_are_cut_into_segments_and_spans_are_read_alone(tmp_path, capsys):
+    d = tmp_path / "d"
+    (d / "long").mkdir(parents=True)
+    sf.write(d / "long" / "hour.flac", tone(25.0, 8000, 220), 8000)  # stands for a long file
+    write_mixed(d)
+    rows = [{"path": "long/hour.flac"},
+            {"path": "anna/session 1/take1.flac", "start": "0.1", "end": "0.4", "split": "val"},
+            {"path": "ben/session 0/take0.wav", "split": "val"}]
+    manifest = write_manifest(d, rows)
+    cfg = get_preset("l2arctic")
+    apply_overrides(cfg, [*TINY, "audio.segment_s=10", "train.epochs=1"])
+    res = build_mel_cache(manifest, tmp_path / "cache", cfg.audio, workers=2, progress=False)
+    assert res.computed == 5 and res.skipped == 0  # 3 segments of 8.33 s + 2 others
+    cache = open_cache(tmp_path / "cache", cfg.audio)
+    segs = sorted((e.start_s, e.end_s, e.n_frames) for e in cache.entries.values()
+                  if e.source == "long/hour.flac")
+    assert [(round(a, 2), round(b, 2)) for a, b, _ in segs] == [
+        (0, 8.33), (8.33, 16.67), (16.67, 25.0)]
+    assert all(515 <= n <= 525 for *_, n in segs)  # 8.33 s at 16 kHz, hop 256: ~521 frames
+    span = next(e for e in cache.entries.values() if e.source.endswith("take1.flac"))
+    assert (span.start_s, span.end_s) == (0.1, 0.4) and 17 <= span.n_frames <= 21
+    cfg.data.root = str(manifest)
+    train(cfg, tmp_path / "run", progress=False)
+    assert main(["evaluate", str(tmp_path / "run"), "--split", "val"]) == 0
+    assert "saved in" in capsys.readouterr().out

@@ -50,6 +50,9 @@ class AudioConfig:
     max_db: float = 20.0  # dB mapped to +1 by "fixed_db"
     # every clip padded or cut to this length (s); 0 keeps whole utterances
     clip_s: float = rule(5.0, min=0)
+    # recordings longer than this (s) are cut into equal segments of at most this length
+    # when cached (never loaded whole); 0 keeps whole recordings
+    segment_s: float = rule(60.0, min=0)
     # random training crops of this many frames; 0 trains on whole clips
     crop_frames: int = rule(0, min=0)
     griffin_lim_iters: int = rule(64, min=0)

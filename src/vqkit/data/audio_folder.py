@@ -3,25 +3,30 @@
 A folder: every WAV, FLAC, OGG or MP3 under it (recursively; hidden entries skipped) is an
 utterance; its speaker is its first folder level ("default" for files at the top), its id the
 rest of its path. A manifest (``.csv`` with a header row, or ``.jsonl``, one object a line)
-lists ``path`` (relative to the manifest's folder) and optionally ``speaker``, ``split`` and
-``text``. Splits absent from a folder or a manifest are drawn from a hash of the id as for
-``<SPK>/wav/*.wav`` folders.
+lists ``path`` (relative to the manifest's folder) and optionally ``speaker``, ``split``,
+``text``, ``start`` and ``end`` (a span of the file, in seconds). Recordings longer than
+``audio.segment_s`` are cut into segments when cached (:func:`segment_sources`). Splits absent
+from a folder or a manifest are drawn from a hash of the id as for ``<SPK>/wav/*.wav`` folders.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import math
 import os
 import re
 from pathlib import Path
+
+import soundfile as sf
 
 from vqkit.audio.cache import AudioSource
 from vqkit.errors import DataError
 from vqkit.paths import resolve_inside
 
 __all__ = ["AUDIO_SUFFIXES", "MANIFEST_SUFFIXES", "find_audio_files", "folder_sources",
-           "manifest_sources"]
+           "manifest_sources", "segment_sources"]
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
@@ -99,6 +104,64 @@ def _rows(path: Path) -> list[tuple[int, dict]]:
             for n, row in enumerate(reader, 2)]
 
 
+def _number(row: dict, key: str, where: str) -> float:
+    text = str(row.get(key) if row.get(key) is not None else "").strip()
+    if not text:
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(f"{where}: {key} {text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise DataError(f"{where}: {key} {text!r} must be a finite number of seconds >= 0")
+    return value
+
+
+def _span(row: dict, where: str, target: Path) -> tuple[float, float]:
+    """(start, end) in s of a manifest row (0, 0: the whole file), checked against the file."""
+    start, end = _number(row, "start", where), _number(row, "end", where)
+    if not (start or end):
+        return 0.0, 0.0
+    try:
+        info = sf.info(str(target))
+        duration = info.frames / info.samplerate
+    except (RuntimeError, sf.LibsndfileError):
+        duration = math.inf  # unreadable: named and skipped when cached
+    if end and end <= start:
+        raise DataError(f"{where}: end ({end:g} s) must be after start ({start:g} s)")
+    if start >= duration or end > duration + 0.01:
+        raise DataError(f"{where}: start/end ({start:g}-{end:g} s) beyond the file's "
+                        f"{duration:.3f} s")
+    return start, end
+
+
+def segment_sources(sources: list[AudioSource], root: Path,
+                    segment_s: float) -> list[AudioSource]:
+    """Each recording (or manifest span) longer than ``segment_s`` seconds cut into equal
+    segments of at most that length, ids ``<id>.seg0000``...; the rest unchanged (files whose
+    header cannot be read too: the cache names and skips them)."""
+    if segment_s <= 0:
+        return sources
+    out = []
+    for s in sources:
+        try:
+            info = sf.info(str(root / s.rel))
+            duration = info.frames / info.samplerate
+        except (RuntimeError, sf.LibsndfileError):
+            out.append(s)
+            continue
+        lo, hi = s.start_s, s.end_s or duration
+        n = math.ceil((hi - lo) / segment_s - 1e-9)
+        if n <= 1:
+            out.append(s)
+            continue
+        step = (hi - lo) / n
+        out += [dataclasses.replace(s, id=f"{s.id}.seg{k:04d}", utt_id=f"{s.utt_id}.seg{k:04d}",
+                                    start_s=round(lo + k * step, 6),
+                                    end_s=round(lo + (k + 1) * step, 6)) for k in range(n)]
+    return out
+
+
 def manifest_sources(path: str | Path) -> tuple[Path, list[AudioSource]]:
     """(the manifest's folder, its utterances). Rows without ``split`` are "train" (then
     split by hash when no row names a split).
@@ -107,8 +170,9 @@ def manifest_sources(path: str | Path) -> tuple[Path, list[AudioSource]]:
     ------
     DataError
         One line naming the manifest and the row (its line): an empty manifest, a missing or
-        empty ``path``, a path outside the folder, a missing file, an unknown column, or
-        ``start`` / ``end`` (not supported yet: cut long recordings into files).
+        empty ``path``, a path outside the folder, a missing file, an unknown column, or a bad
+        ``start`` / ``end`` (seconds; not a number, negative, end before start, beyond the
+        file).
     """
     path = Path(path).expanduser()
     folder = path.parent
@@ -120,9 +184,6 @@ def manifest_sources(path: str | Path) -> tuple[Path, list[AudioSource]]:
         if unknown:
             raise DataError(f"{where}: unknown column(s) {', '.join(unknown)} "
                             f"(known: {', '.join(COLUMNS)})")
-        if any(str(row.get(k) or "").strip() for k in ("start", "end")):
-            raise DataError(f"{where}: start/end are not supported yet; cut the recording into "
-                            f"files (or leave the columns empty)")
         rel = str(row.get("path") or "").strip().replace("\\", "/")
         if not rel:
             raise DataError(f"{where}: empty 'path'")
@@ -134,6 +195,11 @@ def manifest_sources(path: str | Path) -> tuple[Path, list[AudioSource]]:
         speaker = str(row.get("speaker") or "").strip() or None
         split = str(row.get("split") or "").strip() or "train"
         src = _source(rel, speaker, split)
+        start, end = _span(row, where, target)
+        if start or end:
+            src = dataclasses.replace(src, id=f"{src.id}.{start:g}-{end:g}",
+                                      utt_id=f"{src.utt_id}.{start:g}-{end:g}",
+                                      start_s=start, end_s=end)
         if src.id in seen:
             raise DataError(f"{where}: utterance {src.id!r} again (first on line "
                             f"{seen[src.id]})")

@@ -13,7 +13,12 @@ from typing import Any
 from vqkit.audio.cache import AudioSource
 from vqkit.audio.cache_build import CacheResult, build_cache
 from vqkit.config import AudioConfig
-from vqkit.data.audio_folder import MANIFEST_SUFFIXES, folder_sources, manifest_sources
+from vqkit.data.audio_folder import (
+    MANIFEST_SUFFIXES,
+    folder_sources,
+    manifest_sources,
+    segment_sources,
+)
 from vqkit.data.l2arctic import open_corpus
 from vqkit.data.subset import METADATA_NAME, read_metadata
 from vqkit.errors import DataError
@@ -92,6 +97,9 @@ def _from_corpus(data: Path) -> list[AudioSource]:
 
 def build_mel_cache(data: str | Path, out: str | Path, cfg: AudioConfig,
                     **kwargs: Any) -> CacheResult:
-    """List ``data``'s utterances and cache their mel spectrograms in ``out``
+    """List ``data``'s utterances (recordings longer than ``cfg.segment_s`` cut into segments)
+    and cache their mel spectrograms in ``out``
     (:func:`vqkit.audio.cache_build.build_cache`, whose keyword options it takes)."""
-    return build_cache(list_audio_sources(data), audio_root(data), out, cfg, **kwargs)
+    root = audio_root(data)
+    sources = segment_sources(list_audio_sources(data), root, cfg.segment_s)
+    return build_cache(sources, root, out, cfg, **kwargs)
