@@ -148,7 +148,7 @@ def _audio(path: Path, workers: int) -> dict[str, Any]:
         sp["seconds"] = round(sp["seconds"], 3)
     d = np.asarray(durations) if durations else np.zeros(1)
     return {"path": str(path), "kind": "audio",
-            "split_rule": "listed" if named else "a hash of the id (val 10%, test 10%)",
+            "split_rule": "its split column" if named else "a hash of the id (val 10%, test 10%)",
             "splits": splits,
             "audio": {"seconds": {"min": float(d.min()), "median": float(np.median(d)),
                                   "max": float(d.max()), "total": float(d.sum())},
