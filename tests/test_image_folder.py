@@ -309,3 +309,17 @@ def test_two_torchrun_ranks_see_each_image_once_per_epoch(tmp_path):
         assert abs(len(r0[epoch]) - len(r1[epoch])) <= 2
     assert r0["0"] != r0["1"]  # reshuffled
     assert len(list((tmp_path / "d" / CACHE_NAME).glob("*.npy"))) == 1  # packed once
+
+
+def test_the_folder64_preset_codes_a_64x64_folder_on_a_16x16_grid(tmp_path):
+    from vqkit.config import get_preset
+    from vqkit.models import model_for
+
+    make_folder(tmp_path, n=4, classes=("c",), size=(80, 70))
+    cfg = get_preset("folder64")
+    cfg.data.val_fraction = 0.0
+    data = load_image_split(str(tmp_path), "train", data=cfg.data, train=True)
+    x = next(data.batches(4, epoch=0))
+    assert x.shape == (4, 3, 64, 64) and data.store.shape[-1] == 72
+    cfg.model.hidden_channels, cfg.model.residual_channels, cfg.model.dim = 8, 4, 4
+    assert model_for(cfg).encode(x).shape[-2:] == (16, 16)
