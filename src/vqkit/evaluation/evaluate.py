@@ -77,7 +77,8 @@ def evaluate(
     root = data if data is not None else (cfg.data.root or None)
     if cfg.task == "image":
         images = load_image_split(root, split, data=cfg.data, channels=cfg.model.in_channels)
-        about = about_images(split, cfg.data.train_split, images.labels, images.class_names)
+        about = about_images(split, cfg.data.train_split, images.labels, images.class_names,
+                             getattr(images, "split_rule", ""))
         if max_items:
             images = (ImageData(images.images[:max_items], split)
                       if isinstance(images, ImageData) else images.head(max_items))
