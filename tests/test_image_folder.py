@@ -323,3 +323,15 @@ def test_the_folder64_preset_codes_a_64x64_folder_on_a_16x16_grid(tmp_path):
     assert x.shape == (4, 3, 64, 64) and data.store.shape[-1] == 72
     cfg.model.hidden_channels, cfg.model.residual_channels, cfg.model.dim = 8, 4, 4
     assert model_for(cfg).encode(x).shape[-2:] == (16, 16)
+
+
+def test_a_store_is_reused_by_a_caller_asking_for_its_channels(tmp_path):
+    make_folder(tmp_path, n=4, classes=("c",))
+    folder = scan_image_folder(tmp_path, val_fraction=0.0)
+    _, meta = open_split_store(folder, "train", image_size=32)
+    npy = next((tmp_path / CACHE_NAME).glob("*.npy"))
+    mtime = npy.stat().st_mtime_ns
+    open_split_store(folder, "train", image_size=32, channels=3)
+    assert npy.stat().st_mtime_ns == mtime
+    store, meta = open_split_store(folder, "train", image_size=32, channels=1)
+    assert store.shape[1] == 1 and meta["channels"] == 1

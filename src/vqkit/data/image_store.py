@@ -171,8 +171,9 @@ def open_split_store(folder: ImageFolder, split: str, *, image_size: int,
     """
     workers = workers or os.cpu_count() or 1
     cache = store_folder(folder.root)
-    settings = {"split": split, "image_size": image_size, "channels": channels}
-    key = _fingerprint(folder, split, settings)
+    # The channels are not in the key: a store packed with the channels its files give is
+    # reused by a caller that asks for those channels (evaluation asks for the model's).
+    key = _fingerprint(folder, split, {"split": split, "image_size": image_size})
     npy, meta_path = cache / f"{split}-{key}.npy", cache / f"{split}-{key}.json"
     meta = None
     if meta_path.is_file() and npy.is_file():
@@ -180,7 +181,8 @@ def open_split_store(folder: ImageFolder, split: str, *, image_size: int,
             meta = json.loads(meta_path.read_text())
         except (OSError, json.JSONDecodeError):
             meta = None
-    if meta is None or meta.get("version") != STORE_VERSION:
+    if (meta is None or meta.get("version") != STORE_VERSION
+            or (channels is not None and meta.get("channels") != channels)):
         meta = _pack(folder, split, image_size, channels, workers, npy, meta_path)
         for old in cache.glob(f"{split}-*.*"):  # stale stores of this split (ours)
             if old.suffix in (".npy", ".json") and old.stem != f"{split}-{key}":
