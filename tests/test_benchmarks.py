@@ -23,7 +23,7 @@ def bench_modules(monkeypatch, tmp_path):
     monkeypatch.setenv("VQKIT_DATA", str(tmp_path / "vqkit-data"))
     yield
     for name in ("speech", "speech_cache", "notebook_reference", "cifar10", "quantizers",
-                 "threads"):
+                 "threads", "image_folder"):
         sys.modules.pop(name, None)
 
 
@@ -114,3 +114,22 @@ def test_threads_benchmark_measures_alone_and_beside_a_rival(bench_modules, tmp_
     for m in result["policies"].values():
         assert m["alone"] > 0 and m["contended"] > 0
         assert math.isclose(m["contended_over_alone"], m["contended"] / m["alone"])
+
+
+def test_image_folder_benchmark_compares_folder_and_pickle(bench_modules, tmp_path):
+    import image_folder
+
+    sys.path.insert(0, str(BENCH.parent / "scripts"))
+    import make_image_folder
+
+    sys.path.pop(0)
+    make_cifar_dir(tmp_path / "d", n_per_batch=16)
+    make_image_folder.main([str(tmp_path / "d" / "cifar-10-batches-py"), str(tmp_path / "png"),
+                            "--workers", "1"])
+    out = tmp_path / "b.json"
+    assert image_folder.main(["--pickle", str(tmp_path / "d"), "--folder", str(tmp_path / "png"),
+                              "--steps", "2", "--rounds", "1", "--json", str(out), *TINY_IMAGE,
+                              "--set", "train.batch_size=8"]) == 0
+    res = json.loads(out.read_text())
+    assert res["n_train"] == {"pickle": 64, "folder": 64}
+    assert res["ratio_folder_to_pickle"] > 0 and math.isfinite(res["ratio_folder_to_pickle"])

@@ -83,6 +83,8 @@ class CacheEntry:
     n_frames: int
     split: str
     checksum: str  # "crc32:xxxxxxxx" of the entry file's bytes
+    start_s: float = 0.0  # a segment of the source: from here (s)
+    end_s: float = 0.0  # to here (s); 0: the whole source
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ class AudioSource:
     utt_id: str
     rel: str  # relative to the data folder, "/"-separated
     split: str
+    start_s: float = 0.0  # a segment of the file: from here (s)
+    end_s: float = 0.0  # to here (s); 0: to the end of the file
 
 
 # ---------------------------------------------------------------------------------------------

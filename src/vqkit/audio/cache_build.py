@@ -72,10 +72,13 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _compute_one(src: str, dst: str, params: dict[str, Any]) -> tuple[int, str] | str:
-    """Compute and write one entry: (n_frames, checksum), or the reason the audio is bad."""
+def _compute_one(src: str, dst: str, params: dict[str, Any],
+                 span: tuple[float, float] = (0.0, 0.0)) -> tuple[int, str] | str:
+    """Compute and write one entry (of the ``span`` (start, end) in s of the file, when given):
+    (n_frames, checksum), or the reason the audio is bad."""
     try:
-        y = load_audio(src, sample_rate=params["sample_rate"], min_samples=params["n_fft"])
+        y = load_audio(src, sample_rate=params["sample_rate"], min_samples=params["n_fft"],
+                       start_s=span[0], end_s=span[1])
         mel = melspectrogram(y, sample_rate=params["sample_rate"], n_fft=params["n_fft"],
                              hop_length=params["hop_length"], win_length=params["win_length"],
                              n_mels=params["n_mels"], fmin=params["fmin"], fmax=params["fmax"],
@@ -104,9 +107,9 @@ def _compute_one(src: str, dst: str, params: dict[str, Any]) -> tuple[int, str] 
     return db.shape[1], f"crc32:{zlib.crc32(data):08x}"
 
 
-def _compute_chunk(tasks: list[tuple[str, str]], params: dict[str, Any]
+def _compute_chunk(tasks: list[tuple[str, str, tuple[float, float]]], params: dict[str, Any]
                    ) -> list[tuple[int, str] | str]:
-    return [_compute_one(src, dst, params) for src, dst in tasks]
+    return [_compute_one(src, dst, params, span) for src, dst, span in tasks]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,9 +181,13 @@ def build_cache(
         except OSError:
             bad[s.id] = {**base, "reason": "missing audio file"}
             continue
-        key = hashlib.sha256(f"{phash}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+        span = f":{s.start_s}:{s.end_s}" if s.start_s or s.end_s else ""
+        key = hashlib.sha256(f"{phash}:{st.st_size}:{st.st_mtime_ns}{span}".encode()
+                             ).hexdigest()[:16]
         rec = {**base, "path": entry_path, "source_size": st.st_size,
                "source_mtime_ns": st.st_mtime_ns, "key": key, "split": s.split}
+        if span:  # a segment of a long recording
+            rec["start_s"], rec["end_s"] = s.start_s, s.end_s
         prev = old_entries.get(s.id)
         if (prev is not None and prev.get("key") == rec["key"] and prev.get("path") == rec["path"]
                 and entry_ok(out_s, prev, params["n_mels"], itemsize, verify)):
@@ -240,14 +247,14 @@ def _run(todo, data: Path, out: Path, params: dict[str, Any], workers: int, prog
     """Yield ((source, record), result) for each task, computed here or in worker processes."""
     bar = tqdm(total=len(todo), unit="file", desc="mel cache", disable=not progress or not todo,
                file=sys.stderr)
-    tasks = [(str(data / s.rel), str(out / rec["path"])) for s, rec in todo]
+    tasks = [(str(data / s.rel), str(out / rec["path"]), (s.start_s, s.end_s)) for s, rec in todo]
     try:
         if workers == 1 or len(todo) <= 1:
             threads = torch.get_num_threads()
             torch.set_num_threads(1)  # small FFTs: threads cost more than they save
             try:
                 for item, task in zip(todo, tasks, strict=True):
-                    yield item, _compute_one(*task, params)
+                    yield item, _compute_one(task[0], task[1], params, task[2])
                     bar.update(1)
             finally:
                 torch.set_num_threads(threads)

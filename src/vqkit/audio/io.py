@@ -18,7 +18,7 @@ MAX_ABS_SAMPLE = 1e6  # beyond this a sample is absurd (float WAVs hold about [-
 
 
 def load_audio(path: str | Path | IO[bytes], *, sample_rate: int,
-               min_samples: int = 1) -> np.ndarray:
+               min_samples: int = 1, start_s: float = 0.0, end_s: float = 0.0) -> np.ndarray:
     """Read an audio file as float32 mono at ``sample_rate``.
 
     Parameters
@@ -30,6 +30,9 @@ def load_audio(path: str | Path | IO[bytes], *, sample_rate: int,
     min_samples : int >= 1
         Fewer samples than this (at ``sample_rate``) is an error, e.g. ``n_fft``: the
         shortest audio a mel frontend describes.
+    start_s, end_s : float >= 0
+        Read only this span of the file, in seconds (``end_s`` 0: to the end); the rest is
+        never decoded into memory.
 
     Returns
     -------
@@ -44,7 +47,13 @@ def load_audio(path: str | Path | IO[bytes], *, sample_rate: int,
     """
     name = str(getattr(path, "name", path))
     try:
-        data, file_sr = sf.read(path, dtype="float32", always_2d=True)
+        if start_s or end_s:
+            file_sr = sf.info(path).samplerate
+            data, file_sr = sf.read(path, dtype="float32", always_2d=True,
+                                    start=int(round(start_s * file_sr)),
+                                    stop=int(round(end_s * file_sr)) if end_s else None)
+        else:
+            data, file_sr = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
         if isinstance(path, (str, Path)) and Path(path).is_file() and not Path(path).stat().st_size:
             raise DataError(f"{name}: empty file (0 bytes)") from None

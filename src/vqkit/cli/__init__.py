@@ -21,6 +21,7 @@ COMMANDS = {
     "decode": "decode",
     "report": "report",
     "presets": "presets",
+    "data": "data",
 }
 
 

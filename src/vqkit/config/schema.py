@@ -21,6 +21,14 @@ class DataConfig:
     root: str = ""  # folder, archive or cache; empty means the download cache (images)
     train_split: str = "train"
     val_split: str = "val"
+    # image folders: training resolution (shorter side resized, then a square crop), in pixels
+    image_size: int = rule(32, min=4)
+    # image folders without train/ val/ test/ folders: the fraction of files (by a hash of the
+    # relative path, seeded by split_seed) that form "val"
+    val_fraction: float = rule(0.1, min=0, lt=1)
+    split_seed: int = rule(0, min=0)
+    hflip: bool = False  # image folders: random horizontal flips in training
+    workers: int = rule(0, min=0)  # processes that pack an image folder; 0: one per core
 
 
 @dataclass
@@ -42,6 +50,9 @@ class AudioConfig:
     max_db: float = 20.0  # dB mapped to +1 by "fixed_db"
     # every clip padded or cut to this length (s); 0 keeps whole utterances
     clip_s: float = rule(5.0, min=0)
+    # recordings longer than this (s) are cut into equal segments of at most this length
+    # when cached (never loaded whole); 0 keeps whole recordings
+    segment_s: float = rule(60.0, min=0)
     # random training crops of this many frames; 0 trains on whole clips
     crop_frames: int = rule(0, min=0)
     griffin_lim_iters: int = rule(64, min=0)

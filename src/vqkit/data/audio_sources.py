@@ -1,7 +1,8 @@
 """List the utterances of a speech data folder for the mel cache, and build that cache.
 
 A data folder is a ``vqkit subset`` output (its ``metadata.csv`` lists the utterances and their
-splits) or any folder laid out ``<SPK>/wav/*.wav`` (every utterance in split "train").
+splits), any folder laid out ``<SPK>/wav/*.wav`` (every utterance in split "train"), any other
+folder of audio files, or a CSV / JSONL manifest (:mod:`vqkit.data.audio_folder`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,29 @@ from typing import Any
 from vqkit.audio.cache import AudioSource
 from vqkit.audio.cache_build import CacheResult, build_cache
 from vqkit.config import AudioConfig
+from vqkit.data.audio_folder import (
+    MANIFEST_SUFFIXES,
+    folder_sources,
+    manifest_sources,
+    segment_sources,
+)
 from vqkit.data.l2arctic import open_corpus
 from vqkit.data.subset import METADATA_NAME, read_metadata
 from vqkit.errors import DataError
 
-__all__ = ["build_mel_cache", "list_audio_sources"]
+__all__ = ["audio_root", "build_mel_cache", "is_manifest", "list_audio_sources"]
+
+
+def is_manifest(data: str | Path) -> bool:
+    """A CSV or JSONL file listing audio (rather than a folder)."""
+    data = Path(data)
+    return data.is_file() and data.suffix.lower() in MANIFEST_SUFFIXES
+
+
+def audio_root(data: str | Path) -> Path:
+    """The folder the sources' paths are relative to: the manifest's folder, or ``data``."""
+    data = Path(data)
+    return data.parent if is_manifest(data) else data
 
 
 def list_audio_sources(data: str | Path) -> list[AudioSource]:
@@ -28,6 +47,8 @@ def list_audio_sources(data: str | Path) -> list[AudioSource]:
         Not a folder, a folder of zips only, or duplicate utterance ids.
     """
     data = Path(data)
+    if is_manifest(data):
+        return _unique(manifest_sources(data)[1], data)
     if not data.is_dir():
         raise DataError(f"{data}: not a folder (the cache reads audio files on disk; make one "
                         f"with `vqkit subset` from zips)")
@@ -40,16 +61,26 @@ def list_audio_sources(data: str | Path) -> list[AudioSource]:
         if not sources:
             raise DataError(f"{data}: holds only zips; the cache reads audio files on disk "
                             f"(make a folder with `vqkit subset`)")
+    return _unique(sources, meta if meta.is_file() else data)
+
+
+def _unique(sources: list[AudioSource], where: Path) -> list[AudioSource]:
     ids = [s.id for s in sources]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
-        raise DataError(f"{meta}: duplicate utterance(s) {', '.join(dup[:5])}")
+        raise DataError(f"{where}: duplicate utterance(s) {', '.join(dup[:5])}")
     return sources
 
 
 def _from_corpus(data: Path) -> list[AudioSource]:
     sources = []
-    with open_corpus(data) as corpus:
+    try:
+        corpus = open_corpus(data)
+    except DataError:
+        if any(p.suffix.lower() == ".zip" for p in data.iterdir()):
+            raise
+        return folder_sources(data)  # not <SPK>/wav/*.wav: any folder of audio files
+    with corpus:
         prefixes: dict[int, str | None] = {}  # container -> its path relative to data
         for u in corpus.utterances():
             if u.container not in prefixes:
@@ -66,6 +97,9 @@ def _from_corpus(data: Path) -> list[AudioSource]:
 
 def build_mel_cache(data: str | Path, out: str | Path, cfg: AudioConfig,
                     **kwargs: Any) -> CacheResult:
-    """List ``data``'s utterances and cache their mel spectrograms in ``out``
+    """List ``data``'s utterances (recordings longer than ``cfg.segment_s`` cut into segments)
+    and cache their mel spectrograms in ``out``
     (:func:`vqkit.audio.cache_build.build_cache`, whose keyword options it takes)."""
-    return build_cache(list_audio_sources(data), data, out, cfg, **kwargs)
+    root = audio_root(data)
+    sources = segment_sources(list_audio_sources(data), root, cfg.segment_s)
+    return build_cache(sources, root, out, cfg, **kwargs)

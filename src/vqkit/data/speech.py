@@ -41,7 +41,7 @@ from vqkit.audio.cache import MANIFEST_NAME, MelCache, cache_params, open_cache
 from vqkit.audio.normalize import SILENCE, clip_frames
 from vqkit.audio.pipeline import prepare_mel_db
 from vqkit.config import RunConfig
-from vqkit.data.audio_sources import build_mel_cache
+from vqkit.data.audio_sources import audio_root, build_mel_cache, is_manifest
 from vqkit.data.download import cache_dir
 from vqkit.data.source import BatchSource
 from vqkit.distributed import is_main_process
@@ -82,6 +82,8 @@ def auto_cache_dir(root: str | Path, cfg: RunConfig) -> Path:
     """The cache folder used for the audio folder ``root`` with ``cfg.audio``'s frontend."""
     root = Path(root)
     params = cache_params(cfg.audio)
+    if is_manifest(root):  # beside the manifest, one cache per manifest
+        params, root = {**params, "manifest": root.name}, root.parent
     if _writable(root):
         key = json.dumps(params, sort_keys=True)
         return root / AUTO_CACHE_NAME / hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -103,8 +105,12 @@ def open_speech_cache(cfg: RunConfig, *, progress: bool | None = None) -> tuple[
     if not cfg.data.root:
         raise ConfigError("speech needs data: pass --data (a subset, audio or mel cache folder)")
     root = Path(cfg.data.root).expanduser()
-    if not root.is_dir():
+    if is_manifest(root):  # a CSV / JSONL manifest: its cache goes in its folder
+        res_root = audio_root(root)
+    elif not root.is_dir():
         raise DataError(f"{root}: no such folder")
+    else:
+        res_root = root
     if (root / MANIFEST_NAME).is_file():
         cache = open_cache(root, cfg.audio)
         return cache, Path(cache.data) if cache.data else root
@@ -119,9 +125,9 @@ def open_speech_cache(cfg: RunConfig, *, progress: bool | None = None) -> tuple[
         more = f" and {len(res.bad) - 1} more" if len(res.bad) > 1 else ""
         print(f"vqkit: skipped bad audio {path} ({reason}){more}", file=sys.stderr)
     if res.n_entries == 0:
-        raise DataError(f"{root}: no readable audio (expected <SPK>/wav/*.wav or a subset "
-                        f"folder with metadata.csv)")
-    return open_cache(out, cfg.audio), root
+        raise DataError(f"{root}: no readable audio (expected audio files, a manifest, "
+                        f"<SPK>/wav/*.wav or a subset folder with metadata.csv)")
+    return open_cache(out, cfg.audio), res_root
 
 
 def source_path(cache: MelCache, source_root: Path, utt_id: str) -> Path:

@@ -65,12 +65,14 @@ def metric_help_text() -> str:
 
 
 def about_images(split: str, train_split: str, labels: Any = None,
-                 class_names: list[str] | None = None) -> dict[str, Any]:
-    """The definition of a CIFAR-10 split, its images per class, and a warning when it is the
-    training split."""
-    files = SPLIT_FILES.get(split)
-    definition = (f"CIFAR-10 {', '.join(files)}" if files else f"the {split!r} split")
-    if split in SPLIT_FILES and train_split in SPLIT_FILES and split != train_split:
+                 class_names: list[str] | None = None, split_rule: str = "") -> dict[str, Any]:
+    """The definition of a split (CIFAR-10's batch files, or an image folder's ``split_rule``),
+    its images per class, and a warning when it is the training split."""
+    files = None if split_rule else SPLIT_FILES.get(split)
+    definition = (f"CIFAR-10 {', '.join(files)}" if files else
+                  f"the {split!r} split of an image folder (by {split_rule})" if split_rule else
+                  f"the {split!r} split")
+    if files and split in SPLIT_FILES and train_split in SPLIT_FILES and split != train_split:
         overlap = set(SPLIT_FILES[split]) & set(SPLIT_FILES[train_split])
     else:
         overlap = {split} if split == train_split else set()

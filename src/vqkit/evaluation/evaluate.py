@@ -76,10 +76,12 @@ def evaluate(
     checkpoint = _checkpoint_info(find_checkpoint(run_dir, which))
     root = data if data is not None else (cfg.data.root or None)
     if cfg.task == "image":
-        images = load_image_split(root, split)
-        about = about_images(split, cfg.data.train_split, images.labels, images.class_names)
+        images = load_image_split(root, split, data=cfg.data, channels=cfg.model.in_channels)
+        about = about_images(split, cfg.data.train_split, images.labels, images.class_names,
+                             getattr(images, "split_rule", ""))
         if max_items:
-            images = ImageData(images.images[:max_items], split)
+            images = (ImageData(images.images[:max_items], split)
+                      if isinstance(images, ImageData) else images.head(max_items))
         result = evaluate_images(model, images, device=dev,
                                  grid_path=run_dir / "original_and_reconstructed.png",
                                  n_examples=N_IMAGE_SAMPLES)

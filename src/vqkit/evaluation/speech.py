@@ -176,7 +176,9 @@ def evaluate_speech(
         chunk = ids[c0:c0 + _CHUNK]
         waves, norms, infos, mels = [], [], [], []
         for utt in chunk:
-            y = load_audio(source_path(cache, source_root, utt), sample_rate=a.sample_rate)
+            e = cache.entries[utt]
+            y = load_audio(source_path(cache, source_root, utt), sample_rate=a.sample_rate,
+                           start_s=e.start_s, end_s=e.end_s)
             mel_db = cache.load(utt)
             norm, info = prepare_mel_db(mel_db, a, n_samples=len(y))
             waves.append(y[:info.n_samples])
@@ -238,8 +240,10 @@ def evaluate_speech(
     }
     samples = []
     for utt in ids[:n_examples]:
+        e = cache.entries[utt]
         r = reconstruct_audio(model, cfg, load_audio(source_path(cache, source_root, utt),
-                                                     sample_rate=a.sample_rate))
+                                                     sample_rate=a.sample_rate,
+                                                     start_s=e.start_s, end_s=e.end_s))
         samples.append(SpeechSample(utt, r.sample_rate, {
             "original": r.original, "oracle": r.oracle, "reconstruction": r.reconstruction},
             r.mel, r.mel_hat))

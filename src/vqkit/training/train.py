@@ -40,7 +40,7 @@ from vqkit.utils import resolve_device, seed_everything
 
 __all__ = ["TrainResult", "train"]
 
-RUN_FILES = ("config.json", "metrics.jsonl", "loss_vs_epochs.png", LOCK_NAME)
+RUN_FILES = ("config.json", "data.json", "metrics.jsonl", "loss_vs_epochs.png", LOCK_NAME)
 # How each task builds its model, data and loop Task (cfg.task -> setup function).
 SETUPS = {"image": vqvae_setup, "speech": vqvae_setup}
 

@@ -11,8 +11,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vqkit.config import RunConfig
+from vqkit.data.image_record import write_data_record
 from vqkit.data.loaders import load_training_data
 from vqkit.data.source import Batch, BatchSource
+from vqkit.distributed import is_main_process
 from vqkit.figures.curves import plot_loss_curves
 from vqkit.models import model_for
 from vqkit.quantizers.stats import code_histogram, histogram_stats
@@ -107,13 +109,20 @@ def vqvae_setup(cfg: RunConfig, device: torch.device, run_dir: Path, *,
     """The VQ-VAE of ``cfg`` (channels-last when asked), its data (whole splits in memory,
     unless ``data`` is given) and task; after each epoch the loss plot is redrawn and, with
     ``tensorboard``, samples are logged."""
+    train_data, val_data = data if data is not None else load_training_data(cfg)
+    channels = getattr(train_data, "channels", None)
+    if channels is not None and channels != cfg.model.in_channels:
+        cfg.model.in_channels = channels  # an image folder's channels: the model follows them
+        if is_main_process():
+            cfg.save(run_dir / "config.json")
+    if is_main_process() and hasattr(train_data, "split_rule"):
+        write_data_record(run_dir / "data.json", cfg, train_data, val_data)
     model = model_for(cfg).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if cfg.train.compile:  # bound methods: the state dict keeps its keys
         model.encoder.forward = torch.compile(model.encoder.forward)
         model.decoder.forward = torch.compile(model.decoder.forward)
-    train_data, val_data = data if data is not None else load_training_data(cfg)
     writer = None
     if tensorboard:
         from vqkit.training.tensorboard import make_writer  # optional dependency
