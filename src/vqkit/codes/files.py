@@ -88,12 +88,13 @@ def encode_files(
         "checkpoint": which,
         "codebook_size": int(q.codebook_size),
         "num_quantizers": int(q.num_quantizers),
+        "stages": int(getattr(q, "stages_used", q.num_quantizers)),
         "bits_per_code": float(q.bits_per_code),
         "downsampling": int(model.downsampling),
         "items": items,
     }
     if cfg.task == "speech":
-        meta["nominal_bps"] = bitrate_bps(cfg.audio, downsampling=model.downsampling,
+        meta["nominal_bps"] = bitrate_bps(cfg, downsampling=model.downsampling,
                                           bits_per_code=q.bits_per_code)
     fp = model_fingerprint(model, cfg)
     names = unique_stems(paths)

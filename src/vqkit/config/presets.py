@@ -52,11 +52,31 @@ def _l2arctic() -> RunConfig:
     return cfg
 
 
+def _l2arctic_codec() -> RunConfig:
+    cfg = _l2arctic()
+    cfg.preset = "l2arctic-codec"
+    m = cfg.model
+    # 1-D convolutions over time, the 128 mel bins as channels, stride 4: 62.5 mel frames/s ->
+    # 15.625 code frames/s; 1024 codes (10 bits) per stage -> 156.25 bit/s per stage.
+    m.kind, m.num_downsamples, m.hidden_channels, m.residual_channels = "temporal", 2, 256, 128
+    m.num_residual_layers, m.dim = 3, 64
+    q = cfg.quantizer
+    # 14 stages: 2187.5 bit/s with all, 156.25 with one; quantizer dropout trains every prefix
+    # so that one model decodes at every rate. 512 code positions per batch spread over 1024
+    # codes: a restart threshold of 4 uses per batch (l2arctic's) would restart almost all.
+    q.num_quantizers, q.codebook_size, q.quantizer_dropout = 14, 1024, 0.5
+    q.dead_code_threshold = 0.05
+    t = cfg.train
+    t.batch_size = 64
+    return cfg
+
+
 PRESETS = {
     "cifar10-seed": _cifar10_seed,
     "cifar10": _cifar10,
     "l2arctic-seed": _l2arctic_seed,
     "l2arctic": _l2arctic,
+    "l2arctic-codec": _l2arctic_codec,
 }
 
 DEFAULT_PRESET = {"image": "cifar10", "speech": "l2arctic"}

@@ -234,7 +234,7 @@ def evaluate_speech(
         "n_utterances": len(ids),
         "n_frames": n_frames,
         "audio_s": n_samples / a.sample_rate,
-        "bitrate_bps": bitrate_bps(a, downsampling=down, bits_per_code=q.bits_per_code),
+        "bitrate_bps": bitrate_bps(cfg, downsampling=down, bits_per_code=q.bits_per_code),
     }
     samples = []
     for utt in ids[:n_examples]:

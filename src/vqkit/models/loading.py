@@ -9,12 +9,16 @@ import torch
 from vqkit.checkpoint import load_checkpoint
 from vqkit.config import RunConfig
 from vqkit.errors import VQKitError
+from vqkit.models.temporal import TemporalVQVAE
 from vqkit.models.vqvae import build_model
 
 
 def model_for(cfg: RunConfig) -> torch.nn.Module:
-    """A fresh (untrained) model of the kind ``cfg`` describes: the VQ-VAE for image and speech
-    runs. New model kinds register here."""
+    """A fresh (untrained) model of the kind ``cfg`` describes: the 2-D VQ-VAE for image and
+    speech runs, the temporal one (``model.kind = "temporal"``) for speech. New model kinds
+    register here."""
+    if cfg.model.kind == "temporal":
+        return TemporalVQVAE(cfg.model, cfg.quantizer, cfg.audio.n_mels)
     return build_model(cfg.model, cfg.quantizer)
 
 
