@@ -1,4 +1,4 @@
-"""Models: the convolutional VQ-VAE, the temporal (1-D) one for speech, and loading a trained one from a run."""
+"""Models: the 2-D VQ-VAE, the temporal (1-D) one for speech, loading a trained one."""
 
 from vqkit.models.loading import load_model, model_for
 from vqkit.models.temporal import TemporalVQVAE
