@@ -192,7 +192,8 @@ def evaluate_speech(
             groups.add(waves[k], recon[k], oracle[k])
     groups.finish()
 
-    perplexity, usage = histogram_stats(counts)
+    used = int(getattr(q, "stages_used", q.num_quantizers))
+    perplexity, usage = histogram_stats(counts[:used])  # the stages the codes used
     scores = groups.means()
     stoi, stoi_oracle = scores["stoi"], scores["stoi_oracle"]
     metrics = {
@@ -206,7 +207,7 @@ def evaluate_speech(
         "stoi_ratio": stoi / stoi_oracle if stoi_oracle and stoi_oracle > 0 else math.nan,
         "pesq": scores["pesq"],
         "pesq_oracle": scores["pesq_oracle"],
-        "stages": int(getattr(q, "stages_used", q.num_quantizers)),
+        "stages": used,
         "stoi_groups": len(groups.stoi),
         "stoi_utterances": groups.utterances,
         "n_utterances": len(ids),
