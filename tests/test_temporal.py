@@ -207,6 +207,8 @@ def test_evaluate_prints_and_saves_the_rate_quality_curve(codec_run, capsys):
     assert all(len(r["usage_per_stage"]) == r["stages"] for r in rows)
     assert len({r["stoi_oracle"] for r in rows}) == 1  # one oracle for the whole curve
     assert saved["metrics"]["stages"] == 3
+    assert main(["report", str(run)]) == 0  # the report plots STOI and PESQ against kbps
+    assert "STOI and PESQ against kbps" in (run / "report.html").read_text()
     assert main(["evaluate", str(run), "--split", "speakers:CCC", "--stages", "9"]) == 2
     assert "--stages must be in [1, 3]" in capsys.readouterr().err
 
