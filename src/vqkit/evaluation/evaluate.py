@@ -10,6 +10,7 @@ from typing import Any
 from vqkit.checkpoint import find_checkpoint
 from vqkit.data.images import ImageData
 from vqkit.data.loaders import load_image_split
+from vqkit.errors import VQKitError
 from vqkit.evaluation.about import about_images, about_speech
 from vqkit.evaluation.artifacts import write_evaluation
 from vqkit.evaluation.images import evaluate_images
@@ -84,6 +85,8 @@ def evaluate(
     model, cfg = load_model(run_dir, which, dev, stages=stages)
     checkpoint = _checkpoint_info(find_checkpoint(run_dir, which))
     root = data if data is not None else (cfg.data.root or None)
+    if curve and cfg.task != "speech":
+        raise VQKitError(f"{run_dir}: --curve is for speech runs (bit/s against STOI and PESQ)")
     if cfg.task == "image":
         images = load_image_split(root, split)
         about = about_images(split, cfg.data.train_split, images.labels, images.class_names)
@@ -93,17 +96,18 @@ def evaluate(
                                  grid_path=run_dir / "original_and_reconstructed.png",
                                  n_examples=N_IMAGE_SAMPLES)
     else:
+        cache: dict[str, Any] = {}  # the oracle's audio, shared with the rate curve
         result = evaluate_speech(model, cfg, root, split, run_dir=run_dir, device=dev,
-                                 max_items=max_items, n_examples=N_SPEECH_SAMPLES)
+                                 max_items=max_items, n_examples=N_SPEECH_SAMPLES,
+                                 oracle_cache=cache if curve else None)
         about = about_speech(cfg, root, split, max_items)
         note = pesq_note(cfg.audio.sample_rate)
         if note:
             about.setdefault("warnings", []).append(note)
         if curve:
             result.metrics["rate_curve"] = rate_curve(
-                model, cfg, root, split, device=dev, max_items=max_items,
-                max_stages=model.quantizer.stages_used if hasattr(model.quantizer, "stages_used")
-                else 0)
+                model, cfg, root, split, device=dev, max_items=max_items, oracle_cache=cache,
+                last=result, max_stages=getattr(model.quantizer, "stages_used", 0))
     result.run, result.split, result.checkpoint = str(run_dir), split, checkpoint
     result.data, result.about = str(root or ""), about
     write_evaluation(run_dir, result)

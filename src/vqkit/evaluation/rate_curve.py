@@ -11,6 +11,7 @@ import torch
 
 from vqkit.config import RunConfig
 from vqkit.errors import VQKitError
+from vqkit.evaluation.artifacts import Evaluation
 from vqkit.evaluation.speech import evaluate_speech
 
 __all__ = ["CURVE_COLUMNS", "format_rate_curve", "rate_curve"]
@@ -24,11 +25,14 @@ CURVE_COLUMNS = (("stages", "stages", "{:d}"), ("bitrate_bps", "bit/s", "{:.1f}"
 
 def rate_curve(model, cfg: RunConfig, root: str | Path | None, split: str, *,
                device: torch.device | None = None, max_items: int = 0,
-               max_stages: int = 0) -> list[dict[str, Any]]:
+               max_stages: int = 0, oracle_cache: dict[str, Any] | None = None,
+               last: Evaluation | None = None) -> list[dict[str, Any]]:
     """One row per stage count n = 1..S (S = all, or ``max_stages``): ``stages``,
     ``bitrate_bps``, ``kbps``, ``stoi``, ``stoi_oracle``, ``stoi_ratio``, ``pesq``,
     ``pesq_oracle``, ``mel_l1_db``, ``codebook_usage``, ``usage_per_stage`` (list of n) and
-    ``usage_min``. The oracle's audio is computed once and reused for every row.
+    ``usage_min``. The oracle's audio is computed once (or taken from ``oracle_cache``) and
+    reused for every row; ``last``, an evaluation of the same split at S stages, is the last
+    row as it is.
 
     Raises
     ------
@@ -40,13 +44,14 @@ def rate_curve(model, cfg: RunConfig, root: str | Path | None, split: str, *,
         raise VQKitError("a rate-quality curve needs a residual VQ model (quantizer.kind rvq)")
     before = q.active_stages
     total = min(max_stages or q.num_quantizers, q.num_quantizers)
-    cache: dict[str, Any] = {}
+    cache: dict[str, Any] = {} if oracle_cache is None else oracle_cache
     rows = []
     try:
         for n in range(1, total + 1):
             q.use_stages(n)
-            ev = evaluate_speech(model, cfg, root, split, device=device, max_items=max_items,
-                                 oracle_cache=cache)
+            ev = (last if last is not None and n == total else
+                  evaluate_speech(model, cfg, root, split, device=device, max_items=max_items,
+                                  oracle_cache=cache))
             m = ev.metrics
             usage = [float((ev.code_counts[i] > 0).mean()) for i in range(n)]
             rows.append({
