@@ -79,19 +79,19 @@ def test_temporal_models_code_speech_only():
 def test_codec_rate_arithmetic():
     cfg = get_preset("l2arctic-codec")
     assert cfg.model.kind == "temporal" and code_rows(cfg, 4) == 1
-    per_stage = bitrate_bps(cfg, downsampling=4, bits_per_code=10)
-    assert per_stage == 16000 / 256 / 4 * 10 == 156.25
-    assert bitrate_bps(cfg, downsampling=4, bits_per_code=14 * 10) == 2187.5 <= 2250
+    per_stage = bitrate_bps(cfg, downsampling=4, bits_per_code=8)
+    assert per_stage == 16000 / 256 / 4 * 8 == 125
+    assert bitrate_bps(cfg, downsampling=4, bits_per_code=18 * 8) == 2250
     # the 2-D default keeps its rate: 32 rows x 15.625 columns x 2 x 9 bits
     assert bitrate_bps(get_preset("l2arctic"), downsampling=4, bits_per_code=18) == 9000
     model = model_for(cfg)
     q = model.quantizer
-    assert q.bits_per_code == 140 and model.downsampling == 4
-    q.use_stages(6)
-    assert q.bits_per_code == 60
-    assert bitrate_bps(cfg, downsampling=4, bits_per_code=q.bits_per_code) == 937.5 <= 1000
+    assert q.bits_per_code == 144 and model.downsampling == 4
+    q.use_stages(8)
+    assert q.bits_per_code == 64
+    assert bitrate_bps(cfg, downsampling=4, bits_per_code=q.bits_per_code) == 1000
     with pytest.raises(ValueError, match="stages"):
-        q.use_stages(15)
+        q.use_stages(19)
 
 
 # ---------------------------------------------------------------------------------------------
