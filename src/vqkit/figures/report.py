@@ -113,7 +113,7 @@ def rate_curve_figure(rows: Records) -> dict[str, bytes] | None:
                        linewidth=1.2, label="Griffin-Lim oracle")
             ax.set_xlabel("kbps (nominal, first n stages)")
             ax.set_title(f"{name} against bit rate")
-            ax.legend(loc="lower right")
+            ax.legend(loc="best")
         fig.tight_layout()
         return fig
 
