@@ -68,6 +68,10 @@ def _l2arctic_codec() -> RunConfig:
     # code positions, 2 per code: restart below 1 use per batch (l2arctic: 4 of 8).
     q.num_quantizers, q.codebook_size, q.quantizer_dropout = 18, 256, 0.5
     q.dead_code_threshold = 1.0
+    # Every stage's commitment term pulls the encoder towards the first stage's codes (18 terms
+    # instead of l2arctic's 2): 0.02 per stage. 200-step pilots (hidden 64): val MSE 0.0235 at
+    # 18 stages vs 0.0258 with 0.25, where extra stages changed nothing.
+    q.commitment_weight = 0.02
     t = cfg.train
     t.batch_size = 64
     return cfg
