@@ -24,6 +24,11 @@ normalised as the thesis did; only the model and the loop are the notebook's.
     PYTHONPATH=src python benchmarks/speech.py --minutes 1      # smoke run
     PYTHONPATH=src python benchmarks/speech.py --skip-training  # part 1 only
 
+Rate-quality sweep: ``--contenders l2arctic-seed,l2arctic,l2arctic-codec --skip-cache``. A
+contender trained with quantizer dropout (``l2arctic-codec``) is also evaluated at every stage
+count 1..S (:func:`vqkit.evaluation.rate_curve.rate_curve`, the oracle's audio shared); the last
+table then lists bit/s, STOI, STOI / oracle and wideband PESQ of every contender and stage count.
+
 Minutes are wall-clock on whatever machine runs this: the ratios between contenders are what to
 quote, and only on an otherwise idle machine.
 """
@@ -49,6 +54,7 @@ from vqkit.audio.normalize import SILENCE, clip_frames, pad_or_cut_frames  # noq
 from vqkit.audio.pipeline import prepare_mel_db  # noqa: E402
 from vqkit.config import apply_overrides, get_preset  # noqa: E402
 from vqkit.data.speech import open_speech_cache, select_ids  # noqa: E402
+from vqkit.evaluation.rate_curve import rate_curve  # noqa: E402
 from vqkit.evaluation.speech import evaluate_speech  # noqa: E402
 from vqkit.models import load_model  # noqa: E402
 from vqkit.training.train import train  # noqa: E402
@@ -58,7 +64,7 @@ NOTEBOOK = "notebook"
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / \
     "fsdd-l2arctic-layout"
 KEYS = ("mel_mse", "mel_l1_db", "stoi", "stoi_oracle", "stoi_ratio", "codebook_usage",
-        "perplexity")
+        "perplexity", "pesq", "bitrate_bps")
 
 
 class ClipDataset(Dataset):
@@ -118,8 +124,13 @@ def run_vqkit(preset: str, data: str, train_split: str, test_split: str, minutes
     res = train(cfg, run_dir, progress=False)
     seconds = time.time() - t0
     model, cfg = load_model(run_dir, "last")
-    metrics = evaluate_speech(model, cfg, data, test_split, run_dir=run_dir,
-                              max_items=max_items).metrics
+    cache: dict = {}
+    ev = evaluate_speech(model, cfg, data, test_split, run_dir=run_dir, max_items=max_items,
+                         oracle_cache=cache)
+    metrics = ev.metrics
+    if cfg.quantizer.kind == "rvq" and cfg.quantizer.quantizer_dropout > 0:
+        metrics["rate_curve"] = rate_curve(model, cfg, data, test_split, max_items=max_items,
+                                           oracle_cache=cache, last=ev)
     return {"steps": res.step, "epochs": res.epoch, "train_s": seconds, "run_dir": str(run_dir),
             **metrics}
 
@@ -130,6 +141,17 @@ def format_table(results: dict[str, dict]) -> str:
     for name, r in results.items():
         vals = "".join(f"{r.get(k, math.nan):>16.4f}" for k in KEYS)
         rows.append(f"{name:<15}{r['steps']:>7}{vals}")
+    return "\n".join(rows)
+
+
+def format_rate_table(results: dict[str, dict]) -> str:
+    """One row per contender and stage count (every prefix for quantizer-dropout models)."""
+    rows = [f"{'contender':<16}{'stages':>7}{'bit/s':>9}{'stoi':>8}{'x oracle':>10}{'pesq':>7}"]
+    for name, r in results.items():
+        for c in r.get("rate_curve") or [{**r, "stages": "all"}]:
+            rows.append(f"{name:<16}{c['stages']!s:>7}{c.get('bitrate_bps', math.nan):>9.1f}"
+                        f"{c['stoi']:>8.4f}{c['stoi_ratio']:>10.4f}"
+                        f"{c.get('pesq', math.nan):>7.3f}")
     return "\n".join(rows)
 
 
@@ -180,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                         "results": results})
             atomic_write_text(Path(args.json), json.dumps(out, indent=2) + "\n")
     print(format_table(results))
+    print(format_rate_table(results))
     return 0
 
 

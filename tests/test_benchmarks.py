@@ -86,6 +86,26 @@ def test_speech_benchmark_trains_and_evaluates_every_contender(bench_modules, tm
         assert 0 <= r["stoi"] < r["stoi_oracle"] and r["stoi_oracle"] > 0.5
 
 
+def test_speech_benchmark_sweeps_the_stages_of_the_codec(bench_modules, tmp_path, capsys):
+    import speech
+    from test_speech_training import write_corpus
+
+    corpus = write_corpus(tmp_path / "corpus")
+    out = tmp_path / "speech.json"
+    assert speech.main(["--data", str(corpus), "--train-speakers", "AAA,BBB", "--test-speaker",
+                        "CCC", "--minutes", "0.01", "--contenders", "l2arctic,l2arctic-codec",
+                        "--skip-cache", "--work", str(tmp_path / "work"), "--json", str(out),
+                        "--set", "audio.griffin_lim_iters=2", "--set", "model.hidden_channels=16",
+                        "--set", "model.residual_channels=8"]) == 0
+    res = json.loads(out.read_text())["results"]
+    assert "rate_curve" not in res["l2arctic"]  # no quantizer dropout: one rate
+    curve = res["l2arctic-codec"]["rate_curve"]
+    assert [c["stages"] for c in curve] == list(range(1, 19))
+    assert [c["bitrate_bps"] for c in curve] == [125.0 * n for n in range(1, 19)]
+    table = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("l2arctic-codec") for line in table) == 1 + 18  # + the summary
+
+
 def test_speech_cache_benchmark_times_both_methods(bench_modules, tmp_path):
     pytest.importorskip("librosa")
     import speech_cache

@@ -11,7 +11,8 @@ import math
 
 from vqkit.config import AudioConfig, RunConfig
 
-__all__ = ["bitrate_bps", "bits_per_code", "bits_per_pixel", "bits_per_second", "frame_rate_hz"]
+__all__ = ["bitrate_bps", "bits_per_code", "bits_per_pixel", "bits_per_second", "code_rows",
+           "frame_rate_hz"]
 
 
 def bits_per_code(codebook_size: int, num_quantizers: int = 1) -> float:
@@ -49,9 +50,18 @@ def frame_rate_hz(cfg: AudioConfig | RunConfig) -> float:
     return cfg.sample_rate / cfg.hop_length
 
 
+def code_rows(cfg: AudioConfig | RunConfig, downsampling: int) -> int:
+    """Code positions per code column: ``n_mels / d`` for the 2-D model, 1 for the temporal
+    model (``model.kind = "temporal"``, which needs a RunConfig to be recognised)."""
+    if isinstance(cfg, RunConfig) and cfg.model.kind == "temporal":
+        return 1
+    return _audio(cfg).n_mels // downsampling
+
+
 def bitrate_bps(cfg: AudioConfig | RunConfig, *, downsampling: int,
                 bits_per_code: float) -> float:
-    """Bits per second of the codes: ``n_mels / d`` code rows at ``frame_rate / d`` columns per
-    second (``d`` = the model's downsampling), ``bits_per_code`` bits each."""
-    cfg = _audio(cfg)
-    return (cfg.n_mels // downsampling) * frame_rate_hz(cfg) / downsampling * bits_per_code
+    """Bits per second of the codes: :func:`code_rows` rows (``n_mels / d``, or 1 for the
+    temporal model) at ``frame_rate / d`` columns per second (``d`` = the model's
+    downsampling), ``bits_per_code`` bits each (all stages used)."""
+    rows = code_rows(cfg, downsampling)
+    return rows * frame_rate_hz(_audio(cfg)) / downsampling * bits_per_code

@@ -14,3 +14,10 @@ def add_run_arguments(p: argparse.ArgumentParser, *, device: str,
                    help=checkpoint_help)
     p.add_argument("--device", default=device,
                    help=f"auto, cpu, cuda, cuda:N, mps (default {device})")
+
+
+def add_stages_argument(p: argparse.ArgumentParser, what: str = "use") -> None:
+    """``--stages N``: the first N residual VQ stages (a lower bit rate)."""
+    p.add_argument("--stages", type=int, metavar="N",
+                   help=f"residual VQ: {what} the first N stages only (a lower bit rate; "
+                        f"default all)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vqkit.cli.common import add_run_arguments
+from vqkit.cli.common import add_run_arguments, add_stages_argument
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -16,6 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                       checkpoint_help="default: the checkpoint the codes were made with")
     p.add_argument("codes", metavar="CODES.npz", help="code file written by `vqkit encode`")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the decoded files")
+    add_stages_argument(p, "decode")
     p.set_defaults(func=run)
 
 
@@ -23,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from vqkit.codes import decode_file
 
     paths = decode_file(args.run_dir, args.codes, args.out, which=args.checkpoint,
-                        device=args.device)
+                        device=args.device, stages=args.stages)
     for path in paths:
         print(path)
     print(f"decoded {len(paths)} file{'s' * (len(paths) != 1)} into {args.out}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vqkit.cli.common import add_run_arguments
+from vqkit.cli.common import add_run_arguments, add_stages_argument
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,6 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_run_arguments(p, device="cpu")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or audio files")
     p.add_argument("--out", required=True, metavar="CODES.npz", help="code file to write")
+    add_stages_argument(p, "store")
     p.set_defaults(func=run)
 
 
@@ -26,14 +27,15 @@ def run(args: argparse.Namespace) -> int:
     from vqkit.codes import encode_files
 
     cf = encode_files(args.run_dir, args.inputs, out=args.out, which=args.checkpoint,
-                      device=args.device)
+                      device=args.device, stages=args.stages)
     unit = cf.rate_unit
     width = max(len(n) for n in cf.names)
     for i, name in enumerate(cf.names):
         shape = "x".join(str(d) for d in cf.codes[i].shape)
         print(f"{name:<{width}}  codes {shape:<10}  {cf.rate(i):10.4g} {unit}")
     nq = cf.meta["num_quantizers"]
-    stages = f" x {nq} stages" if nq > 1 else ""
+    used = cf.meta.get("stages", nq)
+    stages = (f" x {used} stages" + (f" of {nq}" if used != nq else "")) if nq > 1 else ""
     print(f"{cf.path}: {len(cf.names)} item{'s' * (len(cf.names) != 1)}, "
           f"{cf.bits_per_code:g} bits per code ({cf.meta['codebook_size']} codes{stages}, "
           f"stored as {cf.codes[0].dtype}), rate {cf.rate():.4g} {unit}; "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vqkit.cli.common import add_run_arguments
+from vqkit.cli.common import add_run_arguments, add_stages_argument
 from vqkit.evaluation.about import metric_help_text
 
 
@@ -23,6 +23,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="val", help="val (default), test, train")
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.add_argument("--max-items", type=int, default=0, help="evaluate only the first N items")
+    add_stages_argument(p)
+    p.add_argument("--curve", action="store_true",
+                   help="speech, residual VQ: also evaluate at 1..N stages and print the "
+                        "rate-quality table (kbps, STOI, PESQ, usage per stage), saved with "
+                        "the metrics as rate_curve")
     p.set_defaults(func=run)
 
 
@@ -37,9 +42,11 @@ def format_table(metrics: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     from vqkit.evaluation.artifacts import evaluation_dir
     from vqkit.evaluation.evaluate import evaluate
+    from vqkit.evaluation.rate_curve import format_rate_curve
 
     metrics = evaluate(args.run_dir, data=args.data, split=args.split, which=args.checkpoint,
-                       device=args.device, json_path=args.json, max_items=args.max_items)
+                       device=args.device, json_path=args.json, max_items=args.max_items,
+                       stages=args.stages, curve=args.curve)
     about = metrics.get("about", {})
     print(f"{metrics['run']} on split {metrics['split']!r} ({metrics['checkpoint']} checkpoint): "
           f"{about.get('definition', '')}")
@@ -50,5 +57,8 @@ def run(args: argparse.Namespace) -> int:
     for w in about.get("warnings", []):
         print(f"vqkit evaluate: warning: {w}", file=sys.stderr)
     print(format_table(metrics))
+    if "rate_curve" in metrics:
+        print("rate-quality curve (the first n stages of this model):")
+        print(format_rate_curve(metrics["rate_curve"]))
     print(f"saved in {evaluation_dir(args.run_dir, args.split)} (for `vqkit report`)")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vqkit.cli.common import add_run_arguments
+from vqkit.cli.common import add_run_arguments, add_stages_argument
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -17,6 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_run_arguments(p, device="auto")
     p.add_argument("inputs", nargs="+", metavar="IN", help="audio files (speech) or images")
     p.add_argument("--out", required=True, help="folder for the outputs (created)")
+    add_stages_argument(p)
     p.set_defaults(func=run)
 
 
@@ -24,6 +25,6 @@ def run(args: argparse.Namespace) -> int:
     from vqkit.evaluation.reconstruct import reconstruct_files
 
     for path in reconstruct_files(args.run_dir, args.inputs, args.out, which=args.checkpoint,
-                                  device=args.device):
+                                  device=args.device, stages=args.stages):
         print(path)
     return 0

@@ -41,6 +41,7 @@ def encode_files(
     out: str | Path | None = None,
     which: str = "best",
     device: str = "auto",
+    stages: int | None = None,
 ) -> CodeFile:
     """Encode image files (image runs) or audio files (speech runs) with a run's model.
 
@@ -60,6 +61,9 @@ def encode_files(
         Checkpoint to use.
     device : str
         Torch device ("auto": CUDA, then MPS, then CPU).
+    stages : int or None
+        Residual VQ: store the first N stages only (a lower rate; None: all); the file's meta
+        records ``stages`` and its ``bits_per_code`` and rates count only those.
 
     Returns
     -------
@@ -69,7 +73,7 @@ def encode_files(
     if not inputs:
         raise VQKitError("nothing to encode: give at least one input file")
     paths = [Path(p) for p in inputs]
-    model, cfg = load_model(run_dir, which, resolve_device(device))
+    model, cfg = load_model(run_dir, which, resolve_device(device), stages=stages)
     suffixes = IMAGE_SUFFIXES if cfg.task == "image" else AUDIO_SUFFIXES
     for p in paths:
         if p.suffix.lower() not in suffixes:
@@ -88,12 +92,13 @@ def encode_files(
         "checkpoint": which,
         "codebook_size": int(q.codebook_size),
         "num_quantizers": int(q.num_quantizers),
+        "stages": int(getattr(q, "stages_used", q.num_quantizers)),
         "bits_per_code": float(q.bits_per_code),
         "downsampling": int(model.downsampling),
         "items": items,
     }
     if cfg.task == "speech":
-        meta["nominal_bps"] = bitrate_bps(cfg.audio, downsampling=model.downsampling,
+        meta["nominal_bps"] = bitrate_bps(cfg, downsampling=model.downsampling,
                                           bits_per_code=q.bits_per_code)
     fp = model_fingerprint(model, cfg)
     names = unique_stems(paths)
@@ -157,12 +162,15 @@ def decode_file(
     *,
     which: str | None = None,
     device: str = "auto",
+    stages: int | None = None,
 ) -> list[Path]:
     """Decode a code file with a run's model into ``out_dir``: ``<name>.png`` or ``<name>.wav``
     per item, identical to what ``vqkit reconstruct`` writes for the input that was encoded.
 
-    ``which`` defaults to the checkpoint the codes were made with. Raises VQKitError when the
-    model's fingerprint differs from the code file's; nothing is written then.
+    ``which`` defaults to the checkpoint the codes were made with; ``stages`` decodes the
+    first N stored residual stages only (what ``reconstruct --stages N`` writes). Raises
+    VQKitError when the model's fingerprint differs from the code file's, or for more stages
+    than stored; nothing is written then.
     """
     cf = load_codes(codes_path)
     which = which or str(cf.meta.get("checkpoint", "best"))
@@ -171,11 +179,17 @@ def decode_file(
     if cf.task != cfg.task:  # pragma: no cover - the fingerprint covers the task
         raise VQKitError(f"{cf.path}: {cf.task} codes, but {run_dir} is a {cfg.task} run")
     check_fits_model(cf, model)
+    stored = int(cf.meta.get("stages", cf.meta["num_quantizers"]))
+    if stages is not None and (cf.meta["num_quantizers"] == 1 or not 1 <= stages <= stored):
+        raise VQKitError(f"{cf.path}: --stages {stages}: the file stores {stored} stage(s) "
+                         f"per code")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for c, name, item in zip(cf.codes, cf.names, cf.meta["items"], strict=True):
         codes = torch.from_numpy(c.astype(np.int64))[None].to(_device(model))
+        if stages is not None:
+            codes = codes[..., :stages]
         x_hat = model.decode(codes)
         if cf.task == "image":
             image = model_output_to_pixels(x_hat[0])[:item["height"], :item["width"]]

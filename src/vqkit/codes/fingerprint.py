@@ -18,7 +18,10 @@ __all__ = ["check_fingerprint", "model_fingerprint"]
 def _fingerprint_config(cfg) -> dict[str, Any]:
     """The parts of a run config that change what codes mean (not data, not training)."""
     d = cfg.to_dict()
-    keep = {"task": d["task"], "model": d["model"], "quantizer": d["quantizer"]}
+    model = dict(d["model"])
+    if model.get("kind") == "conv2d":  # the default: fingerprints from before the field stay
+        del model["kind"]
+    keep = {"task": d["task"], "model": model, "quantizer": d["quantizer"]}
     if d["task"] == "speech":
         keep["audio"] = d["audio"]
     return keep

@@ -63,11 +63,15 @@ class AudioConfig:
 class ModelConfig:
     """Convolutional VQ-VAE; the defaults are the thesis model."""
 
+    # "conv2d": the thesis's 2-D model (images, mel tiles); "temporal": 1-D convolutions over
+    # time with the mel bins as channels (speech only; one code per stage per code frame)
+    kind: str = rule("conv2d", choices=("conv2d", "temporal"))
     in_channels: int = rule(3, min=1)
     hidden_channels: int = rule(128, min=2)
     num_residual_layers: int = rule(2, min=0)
     residual_channels: int = rule(32, min=1)
-    num_downsamples: int = rule(2, min=1)  # each halves height and width: 32x32 -> 8x8 with 2
+    # each halves height and width: 32x32 -> 8x8 with 2 ("temporal": halves time only)
+    num_downsamples: int = rule(2, min=1)
     dim: int = rule(64, min=1)  # channels of the encoder output fed to the quantizer
 
 
@@ -167,6 +171,9 @@ class RunConfig:
                     check_rule(getattr(value, g.name), g.metadata, f"{source}: {f.name}.{g.name}")
             else:
                 check_rule(value, f.metadata, f"{source}: {f.name}")
+        if self.model.kind == "temporal" and self.task != "speech":
+            raise ConfigError(f"{source}: model.kind 'temporal' codes mel spectrograms; it needs "
+                              f"task 'speech', not {self.task!r}")
         a = self.audio
         if a.win_length > a.n_fft:
             raise ConfigError(f"{source}: audio.win_length ({a.win_length}) must be at most "

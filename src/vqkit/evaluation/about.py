@@ -45,6 +45,10 @@ METRIC_HELP = {
             "reconstructed mel against the original recording",
     "stoi_oracle": "STOI of the Griffin-Lim audio of the true mel: the vocoder's ceiling",
     "stoi_ratio": "stoi / stoi_oracle: how much of the ceiling the codes keep",
+    "pesq": "wideband PESQ (ITU-T P.862.2, MOS-LQO about 1-4.64) of the Griffin-Lim audio of "
+            "the reconstructed mel, same groups as STOI (NaN without the optional pesq package)",
+    "pesq_oracle": "wideband PESQ of the Griffin-Lim audio of the true mel",
+    "stages": "residual VQ stages the codes used (--stages; all by default)",
     "stoi_groups": "number of STOI scores averaged: consecutive utterances are joined into "
                    "groups of at least 1 s, because STOI needs that much audio",
     "stoi_utterances": "utterances inside those groups",
@@ -53,6 +57,8 @@ METRIC_HELP = {
     "audio_s": "seconds of audio evaluated",
     "bitrate_bps": "raw code bits per second of audio: code frames per second x "
                    "log2(codebook size) x stages (no entropy coding)",
+    "kbps": "bitrate_bps / 1000 (the rate-quality table)",
+    "usage_per_stage": "codebook_usage of each residual stage used, first to last",
 }
 
 

@@ -10,10 +10,13 @@ from typing import Any
 from vqkit.checkpoint import find_checkpoint
 from vqkit.data.images import ImageData
 from vqkit.data.loaders import load_image_split
+from vqkit.errors import VQKitError
 from vqkit.evaluation.about import about_images, about_speech
 from vqkit.evaluation.artifacts import write_evaluation
 from vqkit.evaluation.images import evaluate_images
+from vqkit.evaluation.rate_curve import rate_curve
 from vqkit.evaluation.speech import evaluate_speech
+from vqkit.evaluation.speech_scores import pesq_note
 from vqkit.models import load_model
 from vqkit.utils import atomic_write_text, resolve_device
 
@@ -40,6 +43,8 @@ def evaluate(
     device: str = "auto",
     json_path: str | Path | None = None,
     max_items: int = 0,
+    stages: int | None = None,
+    curve: bool = False,
 ) -> dict[str, Any]:
     """Evaluate the ``which`` checkpoint of ``run_dir`` on ``split``.
 
@@ -62,6 +67,11 @@ def evaluate(
         Also write the returned metrics there.
     max_items : int >= 0
         Only the first N items of the split; 0: all.
+    stages : int or None
+        Residual VQ stages to use (speech or images; None: all).
+    curve : bool
+        Speech with residual VQ: also evaluate every stage count 1..S (S = ``stages`` or all)
+        and add the rows as ``rate_curve`` (:func:`~vqkit.evaluation.rate_curve.rate_curve`).
 
     Returns
     -------
@@ -72,9 +82,11 @@ def evaluate(
     """
     run_dir = Path(run_dir)
     dev = resolve_device(device)
-    model, cfg = load_model(run_dir, which, dev)
+    model, cfg = load_model(run_dir, which, dev, stages=stages)
     checkpoint = _checkpoint_info(find_checkpoint(run_dir, which))
     root = data if data is not None else (cfg.data.root or None)
+    if curve and cfg.task != "speech":
+        raise VQKitError(f"{run_dir}: --curve is for speech runs (bit/s against STOI and PESQ)")
     if cfg.task == "image":
         images = load_image_split(root, split, data=cfg.data, channels=cfg.model.in_channels)
         about = about_images(split, cfg.data.train_split, images.labels, images.class_names,
@@ -86,9 +98,18 @@ def evaluate(
                                  grid_path=run_dir / "original_and_reconstructed.png",
                                  n_examples=N_IMAGE_SAMPLES)
     else:
+        cache: dict[str, Any] = {}  # the oracle's audio, shared with the rate curve
         result = evaluate_speech(model, cfg, root, split, run_dir=run_dir, device=dev,
-                                 max_items=max_items, n_examples=N_SPEECH_SAMPLES)
+                                 max_items=max_items, n_examples=N_SPEECH_SAMPLES,
+                                 oracle_cache=cache if curve else None)
         about = about_speech(cfg, root, split, max_items)
+        note = pesq_note(cfg.audio.sample_rate)
+        if note:
+            about.setdefault("warnings", []).append(note)
+        if curve:
+            result.metrics["rate_curve"] = rate_curve(
+                model, cfg, root, split, device=dev, max_items=max_items, oracle_cache=cache,
+                last=result, max_stages=getattr(model.quantizer, "stages_used", 0))
     result.run, result.split, result.checkpoint = str(run_dir), split, checkpoint
     result.data, result.about = str(root or ""), about
     write_evaluation(run_dir, result)

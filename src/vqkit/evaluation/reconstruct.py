@@ -130,12 +130,14 @@ def reconstruct_files(
     *,
     which: str = "best",
     device: str = "auto",
+    stages: int | None = None,
 ) -> list[Path]:
     """Pass each input file through the run's model and write the results to ``out_dir``.
 
     Speech runs take audio files (WAV, FLAC, ...; any sample rate, resampled) and write three
     files per input (:func:`reconstruct_wav`); image runs take images (PNG, ...) and write two
     (:func:`reconstruct_image`). Every input is checked to exist before any is processed.
+    ``stages``: the first N residual VQ stages only (None: all).
 
     Returns
     -------
@@ -154,7 +156,7 @@ def reconstruct_files(
         if not p.is_file():
             raise DataError(f"{p}: no such file")
     dev = resolve_device(device)
-    model, cfg = load_model(run_dir, which, dev)
+    model, cfg = load_model(run_dir, which, dev, stages=stages)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     one = reconstruct_wav if cfg.task == "speech" else reconstruct_image

@@ -1,22 +1,21 @@
-"""Evaluate a speech run on a split: mel errors and codebook use over real frames, and STOI.
+"""Evaluate a speech run on a split: mel errors and codebook use over real frames, STOI and
+wideband PESQ.
 
-STOI (pystoi, Taal et al. 2011) needs 30 frames of 384 ms of non-silent speech, which many short
-clips (FSDD digits: 0.2-0.6 s) do not have: pystoi then returns 1e-5. So STOI is computed over
-*groups* of consecutive utterances (in id order, same split) concatenated until a group lasts at
-least :data:`STOI_MIN_S` seconds and has enough speech; an utterance of that length or longer is
-its own group (every L2-ARCTIC sentence). ``stoi`` and ``stoi_oracle`` are means over the same
-groups; ``stoi_utterances`` counts the utterances inside scored groups.
+STOI and PESQ are computed over *groups* of consecutive utterances (in id order, same split;
+:class:`~vqkit.evaluation.speech_scores.StoiGroups`): an utterance of at least
+:data:`STOI_MIN_S` seconds (every L2-ARCTIC sentence) is its own group. ``stoi``,
+``stoi_oracle``, ``pesq`` and ``pesq_oracle`` are means over the same groups;
+``stoi_utterances`` counts the utterances inside scored groups.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pystoi
 import torch
 
 from vqkit.audio.io import load_audio
@@ -31,49 +30,14 @@ from vqkit.config import RunConfig
 from vqkit.data.speech import open_speech_cache, select_ids, source_path
 from vqkit.evaluation.artifacts import Evaluation, SpeechSample
 from vqkit.evaluation.reconstruct import reconstruct_audio
+from vqkit.evaluation.speech_scores import STOI_MIN_S, StoiGroups
 from vqkit.figures.speech import plot_mel_comparison, plot_speech_loss
 from vqkit.quantizers.stats import code_histogram, histogram_stats
 from vqkit.rates import bitrate_bps
 
-__all__ = ["STOI_MIN_S", "StoiGroups", "evaluate_speech", "real_codes"]
+__all__ = ["STOI_MIN_S", "StoiGroups", "evaluate_speech", "real_codes"]  # re-exported
 
-STOI_MIN_S = 1.0  # shortest audio STOI is computed on (a group of short utterances)
 _CHUNK = 256  # utterances loaded at once (their waveforms are kept until scored)
-
-
-class StoiGroups:
-    """STOI of a reconstruction and of the oracle, over groups of consecutive utterances."""
-
-    def __init__(self, sample_rate: int, min_s: float = STOI_MIN_S) -> None:
-        self.sample_rate, self.min_samples = sample_rate, int(min_s * sample_rate)
-        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self.stoi: list[float] = []
-        self.stoi_oracle: list[float] = []
-        self.utterances = 0
-
-    def add(self, clean: np.ndarray, recon: np.ndarray, oracle: np.ndarray) -> None:
-        self.pending.append((clean, recon, oracle))
-        if sum(len(p[0]) for p in self.pending) >= self.min_samples:
-            self._score()
-
-    def _score(self) -> None:
-        clean, recon, oracle = (np.concatenate([p[k] for p in self.pending]) for k in range(3))
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            s = pystoi.stoi(clean, recon, self.sample_rate)
-        if any("Not enough STFT frames" in str(w.message) for w in caught):
-            return  # too little speech yet: the group grows with the next utterance
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.stoi_oracle.append(float(pystoi.stoi(clean, oracle, self.sample_rate)))
-        self.stoi.append(float(s))
-        self.utterances += len(self.pending)
-        self.pending = []
-
-    def finish(self) -> None:
-        """Score what is left (if it has enough speech on its own)."""
-        if self.pending:
-            self._score()
 
 
 def real_codes(codes: torch.Tensor, mask: torch.Tensor, downsampling: int) -> torch.Tensor:
@@ -108,6 +72,7 @@ def evaluate_speech(
     batch_size: int = 32,
     n_plot: int = 4,
     n_examples: int = 0,
+    oracle_cache: dict[str, Any] | None = None,
 ) -> Evaluation:
     """Reconstruction, codebook and intelligibility metrics of ``model`` on ``split``.
 
@@ -138,6 +103,9 @@ def evaluate_speech(
         Utterances kept as samples (the first in id order), each passed through the model
         alone by :func:`~vqkit.evaluation.reconstruct.reconstruct_audio`, as
         ``vqkit reconstruct`` does.
+    oracle_cache : dict or None
+        Filled with the oracle's waveforms (by utterance id) on the first call and reused by
+        the next ones (the stage sweep of one model: the oracle does not depend on the model).
 
     Returns
     -------
@@ -146,7 +114,9 @@ def evaluate_speech(
         (mean absolute error in dB against the model's target, i.e. the true mel after the
         normalisation's clamping), ``perplexity``, ``codebook_usage``, ``codebook_size``,
         ``stoi`` (Griffin-Lim of the reconstruction vs the original wave), ``stoi_oracle``
-        (Griffin-Lim of the true mel), ``stoi_ratio``, ``stoi_groups``, ``stoi_utterances``,
+        (Griffin-Lim of the true mel), ``stoi_ratio``, ``pesq`` and ``pesq_oracle`` (wideband
+        PESQ, same groups; NaN without the optional package), ``stages`` (residual stages
+        used), ``stoi_groups``, ``stoi_utterances``,
         ``n_utterances``, ``n_frames``, ``audio_s``, ``bitrate_bps``; ``code_counts``: the
         histogram of the codes of real frames (num_quantizers, codebook_size); ``samples``: a
         list of :class:`~vqkit.evaluation.artifacts.SpeechSample`.
@@ -206,9 +176,14 @@ def evaluate_speech(
             T = x.shape[-1]
             true_db = torch.stack([torch.from_numpy(pad_or_cut_frames(mels[k], T, FLOOR_DB))
                                    for k in idx]).to(device)
-            for k, wr, wo in zip(idx, mel_db_to_waveforms(db_hat, a, lengths),
-                                 mel_db_to_waveforms(true_db, a, lengths), strict=True):
+            cached = oracle_cache is not None and all(chunk[k] in oracle_cache for k in idx)
+            oracle_waves = ([oracle_cache[chunk[k]] for k in idx] if cached  # type: ignore[index]
+                            else mel_db_to_waveforms(true_db, a, lengths))
+            for k, wr, wo in zip(idx, mel_db_to_waveforms(db_hat, a, lengths), oracle_waves,
+                                 strict=True):
                 recon[k], oracle[k] = wr, wo
+                if oracle_cache is not None:
+                    oracle_cache[chunk[k]] = wo
             for j, k in enumerate(idx):
                 if c0 + k in plot_at:
                     n = binfos[j].n_frames
@@ -219,9 +194,10 @@ def evaluate_speech(
             groups.add(waves[k], recon[k], oracle[k])
     groups.finish()
 
-    perplexity, usage = histogram_stats(counts)
-    stoi = float(np.mean(groups.stoi)) if groups.stoi else math.nan
-    stoi_oracle = float(np.mean(groups.stoi_oracle)) if groups.stoi_oracle else math.nan
+    used = int(getattr(q, "stages_used", q.num_quantizers))
+    perplexity, usage = histogram_stats(counts[:used])  # the stages the codes used
+    scores = groups.means()
+    stoi, stoi_oracle = scores["stoi"], scores["stoi_oracle"]
     metrics = {
         "mel_mse": sq_sum / max(1, n_values),
         "mel_l1_db": l1_sum / max(1, n_values),
@@ -231,12 +207,15 @@ def evaluate_speech(
         "stoi": stoi,
         "stoi_oracle": stoi_oracle,
         "stoi_ratio": stoi / stoi_oracle if stoi_oracle and stoi_oracle > 0 else math.nan,
+        "pesq": scores["pesq"],
+        "pesq_oracle": scores["pesq_oracle"],
+        "stages": used,
         "stoi_groups": len(groups.stoi),
         "stoi_utterances": groups.utterances,
         "n_utterances": len(ids),
         "n_frames": n_frames,
         "audio_s": n_samples / a.sample_rate,
-        "bitrate_bps": bitrate_bps(a, downsampling=down, bits_per_code=q.bits_per_code),
+        "bitrate_bps": bitrate_bps(cfg, downsampling=down, bits_per_code=q.bits_per_code),
     }
     samples = []
     for utt in ids[:n_examples]:

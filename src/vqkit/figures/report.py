@@ -14,7 +14,7 @@ import numpy as np
 from vqkit.figures.curves import draw_losses, series
 from vqkit.figures.themes import subplots, themed_figure
 
-__all__ = ["histogram_figure", "loss_figure", "usage_figure"]
+__all__ = ["histogram_figure", "loss_figure", "rate_curve_figure", "usage_figure"]
 
 Records = list[dict[str, Any]]
 
@@ -91,6 +91,29 @@ def histogram_figure(counts: np.ndarray) -> dict[str, bytes]:
         ax.set_ylabel("frequency")
         ax.set_title("code frequencies, sorted")
         ax.legend(loc="upper right")
+        fig.tight_layout()
+        return fig
+
+    return themed_figure(draw)
+
+
+def rate_curve_figure(rows: Records) -> dict[str, bytes] | None:
+    """STOI and wideband PESQ against kbps over a model's stage counts (``rate_curve`` rows of
+    an evaluation), each with the Griffin-Lim oracle as a dotted line; None without rows."""
+    if not rows:
+        return None
+    kbps = [r["kbps"] for r in rows]
+
+    def draw(theme):
+        fig, axes = subplots(1, 2, figsize=(11.5, 3.3))
+        for ax, key, name in ((axes[0], "stoi", "STOI"), (axes[1], "pesq", "PESQ (wideband)")):
+            ax.plot(kbps, [r[key] for r in rows], marker="o", markersize=3.5,
+                    color=theme["colors"][0], label="reconstruction")
+            ax.axhline(rows[0][f"{key}_oracle"], color=theme["muted"], linestyle=":",
+                       linewidth=1.2, label="Griffin-Lim oracle")
+            ax.set_xlabel("kbps (nominal, first n stages)")
+            ax.set_title(f"{name} against bit rate")
+            ax.legend(loc="best")
         fig.tight_layout()
         return fig
 

@@ -9,23 +9,45 @@ import torch
 from vqkit.checkpoint import load_checkpoint
 from vqkit.config import RunConfig
 from vqkit.errors import VQKitError
+from vqkit.models.temporal import TemporalVQVAE
 from vqkit.models.vqvae import build_model
 
 
 def model_for(cfg: RunConfig) -> torch.nn.Module:
-    """A fresh (untrained) model of the kind ``cfg`` describes: the VQ-VAE for image and speech
-    runs. New model kinds register here."""
+    """A fresh (untrained) model of the kind ``cfg`` describes: the 2-D VQ-VAE for image and
+    speech runs, the temporal one (``model.kind = "temporal"``) for speech. New model kinds
+    register here."""
+    if cfg.model.kind == "temporal":
+        return TemporalVQVAE(cfg.model, cfg.quantizer, cfg.audio.n_mels)
     return build_model(cfg.model, cfg.quantizer)
 
 
+def set_stages(model: torch.nn.Module, stages: int | None, source: str = "") -> None:
+    """Make ``model`` encode, decode and report rates with its first ``stages`` residual
+    stages (None: all). VQKitError (naming ``source``) for a model without residual stages or
+    a count out of range."""
+    if stages is None:
+        return
+    q = model.quantizer
+    where = f"{source}: " if source else ""
+    if not hasattr(q, "use_stages"):
+        raise VQKitError(f"{where}--stages needs a residual VQ model (quantizer.kind rvq)")
+    if not 1 <= stages <= q.num_quantizers:
+        raise VQKitError(f"{where}--stages must be in [1, {q.num_quantizers}], got {stages}")
+    q.use_stages(stages)
+
+
 def load_model(run_dir: str | Path, which: str = "best",
-               device: str | torch.device = "cpu") -> tuple[torch.nn.Module, RunConfig]:
-    """The trained model of a run, in eval mode on ``device``, and its config.
+               device: str | torch.device = "cpu",
+               stages: int | None = None) -> tuple[torch.nn.Module, RunConfig]:
+    """The trained model of a run, in eval mode on ``device``, and its config; with
+    ``stages``, set to its first ``stages`` residual stages (:func:`set_stages`).
 
     Raises
     ------
     VQKitError
-        No checkpoint, an unreadable one, or weights that do not fit the saved config.
+        No checkpoint, an unreadable one, weights that do not fit the saved config, or
+        ``stages`` the model does not have.
     """
     ckpt = load_checkpoint(run_dir, which, with_state=False)
     model = model_for(ckpt.config)
@@ -33,4 +55,5 @@ def load_model(run_dir: str | Path, which: str = "best",
         model.load_state_dict(ckpt.model_state)
     except RuntimeError as e:
         raise VQKitError(f"{ckpt.path}: weights do not match the saved config ({e})") from None
+    set_stages(model, stages, str(run_dir))
     return model.to(device).eval(), ckpt.config

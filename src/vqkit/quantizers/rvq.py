@@ -22,6 +22,7 @@ from vqkit.quantizers.base import (
 )
 from vqkit.quantizers.stats import code_statistics
 from vqkit.quantizers.vq import VectorQuantizer
+from vqkit.rates import bits_per_code
 
 
 class ResidualVectorQuantizer(Quantizer):
@@ -88,11 +89,32 @@ class ResidualVectorQuantizer(Quantizer):
             for _ in range(num_quantizers)
         )
         self._init_usage_window(usage_window)
+        self.active_stages: int | None = None  # set by use_stages(); not part of the weights
+
+    def use_stages(self, n: int | None) -> None:
+        """Quantize with the first ``n`` stages outside training (eval forward, encode and the
+        rate of :attr:`bits_per_code`); None: all of them. Training ignores it."""
+        if n is not None:
+            self._check_num_stages(n)
+        self.active_stages = n
+
+    @property
+    def stages_used(self) -> int:
+        """Stages of eval forward and encode: :meth:`use_stages`'s n, else all N."""
+        return self.active_stages or self.num_quantizers
+
+    @property
+    def bits_per_code(self) -> float:
+        """Bits of one code position over the stages used: ``stages_used * log2(K)``."""
+        return bits_per_code(self.codebook_size, self.stages_used)
 
     def _num_stages_for_batch(self, device: torch.device) -> int:
-        """N, or in training with probability ``quantizer_dropout`` a uniform n in [1, N]
-        (drawn on rank 0, so that every rank trains the same stages)."""
-        if not self.training or self.quantizer_dropout == 0 or self.num_quantizers == 1:
+        """Outside training :attr:`stages_used`; in training N, or with probability
+        ``quantizer_dropout`` a uniform n in [1, N] from torch's global generator (seeded by
+        the run's seed; drawn on rank 0, so that every rank trains the same stages)."""
+        if not self.training:
+            return self.stages_used
+        if self.quantizer_dropout == 0 or self.num_quantizers == 1:
             return self.num_quantizers
         n = self.num_quantizers
         if float(torch.rand(())) < self.quantizer_dropout:  # CPU generator: no device sync
@@ -161,9 +183,9 @@ class ResidualVectorQuantizer(Quantizer):
     @torch.no_grad()
     @full_precision
     def encode(self, x: Tensor, num_quantizers: int | None = None) -> Tensor:
-        """Codes (B, *S, n) of the first ``n = num_quantizers`` stages (all by default) for
-        features (B, dim, *S)."""
-        n = self.num_quantizers if num_quantizers is None else num_quantizers
+        """Codes (B, *S, n) of the first ``n = num_quantizers`` stages (default
+        :attr:`stages_used`) for features (B, dim, *S)."""
+        n = self.stages_used if num_quantizers is None else num_quantizers
         self._check_num_stages(n)
         residual = channels_first(self.project_in(channels_last(x)))
         codes = []

@@ -29,7 +29,7 @@ from vqkit import __version__
 from vqkit.evaluation.about import METRIC_HELP
 from vqkit.evaluation.artifacts import Evaluation, ImageSamples, SpeechSample
 from vqkit.figures.images import image_grid
-from vqkit.figures.report import histogram_figure, loss_figure, usage_figure
+from vqkit.figures.report import histogram_figure, loss_figure, rate_curve_figure, usage_figure
 from vqkit.figures.themes import png_bytes, spectrogram_png
 from vqkit.quantizers.stats import histogram_summary
 from vqkit.reports.read import ReportData, codebook_shape, gather, nominal_rate
@@ -165,7 +165,20 @@ def _evals_section(data: ReportData) -> str:
     header = ["metric", *[_provenance(data, ev) for ev in data.evaluations], "what it measures"]
     return _section("evaluation", "Evaluation",
                     f'<div class="scroll">{table(rows, header)}</div>'
-                    f'{"".join(_about(ev) for ev in data.evaluations)}{notes}')
+                    f'{"".join(_about(ev) for ev in data.evaluations)}{notes}'
+                    f'{"".join(_rate_curve(ev) for ev in data.evaluations)}')
+
+
+def _rate_curve(ev: Evaluation) -> str:
+    """The rate-quality curve of ``vqkit evaluate --curve``: figure and table."""
+    rows = ev.metrics.get("rate_curve")
+    fig = rate_curve_figure(rows) if isinstance(rows, list) else None
+    if fig is None:
+        return ""
+    keys = ("stages", "bitrate_bps", "stoi", "stoi_ratio", "pesq", "mel_l1_db", "usage_min")
+    body = table([[r[k] for k in keys] for r in rows], keys)
+    return picture(fig, "STOI and PESQ against kbps", f"Split {ev.split!r}: the first n residual "
+                   "stages of one model (dotted: the Griffin-Lim oracle).") + body
 
 
 def _about(ev: Evaluation) -> str:
