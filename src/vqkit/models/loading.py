@@ -9,12 +9,15 @@ import torch
 from vqkit.checkpoint import load_checkpoint
 from vqkit.config import RunConfig
 from vqkit.errors import VQKitError
+from vqkit.models.prior import CodePrior
 from vqkit.models.vqvae import build_model
 
 
 def model_for(cfg: RunConfig) -> torch.nn.Module:
     """A fresh (untrained) model of the kind ``cfg`` describes: the VQ-VAE for image and speech
-    runs. New model kinds register here."""
+    runs, the code prior for prior runs. New model kinds register here."""
+    if cfg.task == "prior":
+        return CodePrior(cfg.prior)
     return build_model(cfg.model, cfg.quantizer)
 
 
