@@ -31,6 +31,14 @@ def _checkpoint_info(path: Path) -> dict[str, Any]:
     return {"name": name, "step": meta.get("step"), "epoch": meta.get("epoch")}
 
 
+def run_task(run_dir: str | Path) -> str:
+    """The ``task`` of a run ("image", "speech", "prior"), from its saved config."""
+    try:
+        return str(json.loads((Path(run_dir) / "config.json").read_text())["task"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
 def evaluate(
     run_dir: str | Path,
     *,
