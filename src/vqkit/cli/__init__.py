@@ -19,6 +19,9 @@ COMMANDS = {
     "reconstruct": "reconstruct",
     "encode": "encode",
     "decode": "decode",
+    "sample": "sample",
+    "compress": "compress",
+    "decompress": "decompress",
     "report": "report",
     "presets": "presets",
 }
