@@ -27,7 +27,7 @@ from vqkit.models import load_model
 from vqkit.rates import bitrate_bps
 from vqkit.utils import resolve_device, unique_stems
 
-__all__ = ["AUDIO_SUFFIXES", "IMAGE_SUFFIXES", "decode_file", "encode_files"]
+__all__ = ["AUDIO_SUFFIXES", "IMAGE_SUFFIXES", "decode_file", "encode_files", "write_decoded"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -171,6 +171,11 @@ def decode_file(
     if cf.task != cfg.task:  # pragma: no cover - the fingerprint covers the task
         raise VQKitError(f"{cf.path}: {cf.task} codes, but {run_dir} is a {cfg.task} run")
     check_fits_model(cf, model)
+    return write_decoded(cf, model, cfg, out_dir)
+
+
+def write_decoded(cf: CodeFile, model, cfg, out_dir: str | Path) -> list[Path]:
+    """Decode every item of ``cf`` (checked to fit ``model``) into ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

@@ -21,6 +21,8 @@ def _fingerprint_config(cfg) -> dict[str, Any]:
     keep = {"task": d["task"], "model": d["model"], "quantizer": d["quantizer"]}
     if d["task"] == "speech":
         keep["audio"] = d["audio"]
+    if d["task"] == "prior":
+        keep["prior"] = d["prior"]
     return keep
 
 
