@@ -36,7 +36,8 @@ from vqkit.models import load_model
 from vqkit.models.prior import CodePrior
 from vqkit.utils import atomic_write_bytes
 
-__all__ = ["MAGIC", "PRECISION", "compress_files", "decompress_file", "read_compressed"]
+__all__ = ["MAGIC", "PRECISION", "compress_files", "decode_tokens", "decompress_file",
+           "encode_tokens", "read_compressed"]
 
 MAGIC = b"VQKZ"
 FORMAT_VERSION = 1
@@ -93,6 +94,37 @@ def _coding_model(prior: CodePrior | None, vocab: int, stages: int):
     return _PriorModel(prior) if prior is not None else _UnigramModel(vocab, stages)
 
 
+def encode_tokens(sequences: Sequence[np.ndarray], *, prior: CodePrior | None = None,
+                  vocab: int, stages: int = 1) -> np.ndarray:
+    """Range-code token sequences (each 1-D, < ``vocab``) in order: uint32 words."""
+    model = _coding_model(prior, vocab, stages)
+    encoder = constriction.stream.queue.RangeEncoder()
+    categorical = constriction.stream.model.Categorical(perfect=False)
+    with _one_thread():
+        for seq in sequences:
+            tokens = np.asarray(seq, dtype=np.int64).reshape(-1)
+            if tokens.size:
+                freqs = np.stack(list(model.item(tokens, tokens.size)))
+                encoder.encode(tokens.astype(np.int32), categorical, freqs)
+    return encoder.get_compressed().astype(np.uint32)
+
+
+def decode_tokens(words: np.ndarray, lengths: Sequence[int], *, prior: CodePrior | None = None,
+                  vocab: int, stages: int = 1) -> list[np.ndarray]:
+    """The inverse of :func:`encode_tokens`, given each sequence's length."""
+    model = _coding_model(prior, vocab, stages)
+    decoder = constriction.stream.queue.RangeDecoder(np.asarray(words, dtype=np.uint32))
+    categorical = constriction.stream.model.Categorical(perfect=False)
+    out = []
+    with _one_thread():
+        for n in lengths:
+            tokens = np.zeros(int(n), dtype=np.int64)
+            for t, freqs in enumerate(model.item(tokens, int(n))):
+                tokens[t] = int(decoder.decode(categorical, freqs[None])[0])
+            out.append(tokens)
+    return out
+
+
 def compress_files(run_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
                    prior_run: str | Path | None = None, which: str = "best") -> dict[str, Any]:
     """Encode ``inputs`` with the run's VQ-VAE (as ``vqkit encode`` does) and range-code the
@@ -115,15 +147,9 @@ def compress_files(run_dir: str | Path, inputs: Sequence[str | Path], out: str |
                                  f"models {prior_cfg.prior.grid[0]}x{prior_cfg.prior.grid[1]}; "
                                  f"compress without --prior")
         prior_info = {"run": str(prior_run), "fingerprint": model_fingerprint(prior, prior_cfg)}
-    model = _coding_model(prior, vocab, stages)
-    encoder = constriction.stream.queue.RangeEncoder()
-    categorical = constriction.stream.model.Categorical(perfect=False)
-    with _one_thread():
-        for c in cf.codes:
-            tokens = c.reshape(-1).astype(np.int64)
-            freqs = np.stack(list(model.item(tokens, tokens.size)))
-            encoder.encode(tokens.astype(np.int32), categorical, freqs)
-    payload = encoder.get_compressed().astype("<u4").tobytes()
+    words = encode_tokens([c.reshape(-1) for c in cf.codes], prior=prior, vocab=vocab,
+                          stages=stages)
+    payload = words.astype("<u4").tobytes()
     header = {**cf.meta, "compressed_format": FORMAT_VERSION, "precision": PRECISION,
               "shapes": [list(c.shape) for c in cf.codes], "prior": prior_info,
               "payload_words": len(payload) // 4,
@@ -201,17 +227,11 @@ def decompress_file(path: str | Path, out_dir: str | Path, *, run_dir: str | Pat
                              f"({header['prior']['run']}), but {prior_run} is prior {pfp[:12]}; "
                              f"decompress with the prior that compressed it")
     vocab, stages = int(header["codebook_size"]), int(header["num_quantizers"])
-    model = _coding_model(prior, vocab, stages)
-    decoder = constriction.stream.queue.RangeDecoder(words)
-    categorical = constriction.stream.model.Categorical(perfect=False)
-    codes = []
-    with _one_thread():
-        for shape in header["shapes"]:
-            n = int(np.prod(shape))
-            tokens = np.zeros(n, dtype=np.int64)
-            for t, freqs in enumerate(model.item(tokens, n)):
-                tokens[t] = int(decoder.decode(categorical, freqs[None])[0])
-            codes.append(tokens.reshape(shape).astype(code_dtype(vocab)))
+    shapes = [tuple(int(d) for d in shape) for shape in header["shapes"]]
+    tokens = decode_tokens(words, [int(np.prod(shape)) for shape in shapes], prior=prior,
+                           vocab=vocab, stages=stages)
+    codes = [t.reshape(shape).astype(code_dtype(vocab)) for t, shape in zip(tokens, shapes,
+                                                                             strict=True)]
     cf = CodeFile(codes, list(header["names"]), header["fingerprint"], header, Path(path))
     check_fits_model(cf, vqvae)
     return write_decoded(cf, vqvae, cfg, out_dir)
