@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -135,3 +136,43 @@ def test_a_changed_vqvae_invalidates_the_cache_and_is_refused_on_resume(tmp_path
     assert not old & new
     saved = json.loads((tmp_path / "p2" / "config.json").read_text())["prior"]
     assert saved["vqvae_sha256"][:16] in next(iter(new))
+
+
+def test_unigram_baseline_is_the_cross_entropy_of_training_frequencies():
+    from vqkit.data.codes import CodeData
+    from vqkit.evaluation.prior import unigram_bits
+
+    train = CodeData(torch.tensor([[0, 0], [0, 1]]))  # counts 3, 1 of vocab 2 -> (4/6, 2/6)
+    test = CodeData(torch.tensor([[1, 1]]))
+    assert unigram_bits(train, test, 2, 1) == pytest.approx(-np.log2(2 / 6))
+    # two stages: one table each (stage 0 all 0s, stage 1 all 1s)
+    assert unigram_bits(CodeData(torch.tensor([[0, 1]] * 6)), CodeData(torch.tensor([[0, 1]])),
+                        2, 2) == pytest.approx(-np.log2(7 / 8))
+
+
+def test_cli_trains_evaluates_and_samples_a_prior(tmp_path, vq_run, capsys):
+    from vqkit.cli import main
+
+    out = tmp_path / "prior"
+    assert main(["train", "prior", str(vq_run), "--out", str(out), "--epochs", "1",
+                 "--batch-size", "16", "--no-progress", "--set", "prior.dim=16",
+                 "--set", "prior.layers=1", "--set", "train.num_threads=1"]) == 0
+    assert "bits per code" in capsys.readouterr().out
+    assert main(["evaluate", str(out), "--split", "val", "--json", str(tmp_path / "m.json")]) == 0
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["raw_bits_per_code"] == 5 and m["items"] == 16 and m["codes_per_item"] == 64
+    assert m["bits_per_image"] == pytest.approx(64 * m["bits_per_code"])
+    assert 0 < m["unigram_bits_per_code"] <= 5.1
+    for seed_dir in ("a", "b"):
+        assert main(["sample", str(out), "--n", "9", "--seed", "4", "--class", "c2",
+                     "--top-k", "8", "--out", str(tmp_path / seed_dir)]) == 0
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files == [f"{i}.png" for i in range(9)] + ["grid.png"]
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    capsys.readouterr()
+    assert main(["sample", str(out), "--class", "nope", "--out", str(tmp_path / "c")]) == 2
+    assert main(["train", "prior", "--out", str(tmp_path / "x")]) == 2
+    assert main(["train", "prior", str(out), "--out", str(tmp_path / "y")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3 and "nope" in err[0] and "is a prior run" in err[2]
