@@ -22,6 +22,7 @@ COMMANDS = {
     "sample": "sample",
     "compress": "compress",
     "decompress": "decompress",
+    "probe": "probe",
     "report": "report",
     "presets": "presets",
 }
