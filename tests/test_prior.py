@@ -175,4 +175,4 @@ def test_cli_trains_evaluates_and_samples_a_prior(tmp_path, vq_run, capsys):
     assert main(["train", "prior", "--out", str(tmp_path / "x")]) == 2
     assert main(["train", "prior", str(out), "--out", str(tmp_path / "y")]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 3 and "nope" in err[0] and "is a prior run" in err[2]
+    assert len(err) == 3 and "nope" in err[0] and "a prior run" in err[2]

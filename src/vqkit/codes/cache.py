@@ -51,7 +51,7 @@ def describe_vqvae(cfg: RunConfig) -> RunConfig:
     ckpt = load_checkpoint(p.run, p.checkpoint, with_state=False)
     vq = ckpt.config
     if vq.task == "prior":
-        raise VQKitError(f"{p.run}: is a prior run; give the VQ-VAE run it models")
+        raise VQKitError(f"{p.run}: a prior run; give the VQ-VAE run it models")
     if vq.task != "image":
         raise VQKitError(f"{p.run}: a {vq.task} run; priors model image runs for now")
     q = vq.quantizer
@@ -103,7 +103,7 @@ def load_code_split(cfg: RunConfig, split: str, cache_root: str | Path, *,
 @torch.no_grad()
 def _encode_split(cfg: RunConfig, split: str, device: torch.device):
     p = cfg.prior
-    model, vq = load_model(p.run, p.checkpoint, device)
+    model, vq = load_model(p.run, p.checkpoint, device, kind="vqvae")
     if vqvae_sha256(p.run, p.checkpoint) != p.vqvae_sha256:
         raise VQKitError(f"{p.run}: its {p.checkpoint} checkpoint changed since the prior was "
                          f"trained; train a new prior")

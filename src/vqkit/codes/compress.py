@@ -134,10 +134,7 @@ def compress_files(run_dir: str | Path, inputs: Sequence[str | Path], out: str |
     vocab, stages = int(cf.meta["codebook_size"]), int(cf.meta["num_quantizers"])
     prior = prior_info = None
     if prior_run is not None:
-        prior, prior_cfg = load_model(prior_run, "best", "cpu")
-        if prior_cfg.task != "prior":
-            raise VQKitError(f"{prior_run}: not a prior run (train one with `vqkit train "
-                             f"prior {run_dir} --out PRIOR_RUN`)")
+        prior, prior_cfg = load_model(prior_run, "best", "cpu", kind="prior")
         if prior_cfg.prior.vqvae_sha256 != vqvae_sha256(run_dir, which):
             raise VQKitError(f"{prior_run}: models the codes of another VQ-VAE than {run_dir} "
                              f"({which} checkpoint)")
@@ -211,7 +208,7 @@ def decompress_file(path: str | Path, out_dir: str | Path, *, run_dir: str | Pat
     header, words = read_compressed(path)
     run_dir = run_dir or header["run"]
     which = str(header.get("checkpoint", "best"))
-    vqvae, cfg = load_model(run_dir, which, "cpu")
+    vqvae, cfg = load_model(run_dir, which, "cpu", kind="vqvae")
     fp = model_fingerprint(vqvae, cfg)
     if fp != header["fingerprint"]:
         raise VQKitError(f"{path}: made with model {header['fingerprint'][:12]} "
@@ -220,7 +217,7 @@ def decompress_file(path: str | Path, out_dir: str | Path, *, run_dir: str | Pat
     prior = None
     if header["prior"] is not None:
         prior_run = prior_run or header["prior"]["run"]
-        prior, prior_cfg = load_model(prior_run, "best", "cpu")
+        prior, prior_cfg = load_model(prior_run, "best", "cpu", kind="prior")
         pfp = model_fingerprint(prior, prior_cfg)
         if pfp != header["prior"]["fingerprint"]:
             raise VQKitError(f"{path}: coded with prior {header['prior']['fingerprint'][:12]} "

@@ -69,7 +69,7 @@ def encode_files(
     if not inputs:
         raise VQKitError("nothing to encode: give at least one input file")
     paths = [Path(p) for p in inputs]
-    model, cfg = load_model(run_dir, which, resolve_device(device))
+    model, cfg = load_model(run_dir, which, resolve_device(device), kind="vqvae")
     suffixes = IMAGE_SUFFIXES if cfg.task == "image" else AUDIO_SUFFIXES
     for p in paths:
         if p.suffix.lower() not in suffixes:
@@ -166,7 +166,7 @@ def decode_file(
     """
     cf = load_codes(codes_path)
     which = which or str(cf.meta.get("checkpoint", "best"))
-    model, cfg = load_model(run_dir, which, resolve_device(device))
+    model, cfg = load_model(run_dir, which, resolve_device(device), kind="vqvae")
     check_fingerprint(cf, model, cfg, run_dir, which)
     if cf.task != cfg.task:  # pragma: no cover - the fingerprint covers the task
         raise VQKitError(f"{cf.path}: {cf.task} codes, but {run_dir} is a {cfg.task} run")

@@ -32,7 +32,7 @@ def sample_prior(prior_run: str | Path, out_dir: str | Path, *, n: int = 64,
         raise VQKitError("--n: must be at least 1")
     if temperature <= 0 or top_k < 0:
         raise VQKitError("--temperature must be above 0 and --top-k at least 0")
-    prior, cfg = load_model(prior_run, which, "cpu")
+    prior, cfg = load_model(prior_run, which, "cpu", kind="prior")
     describe_vqvae(cfg)
     p = cfg.prior
     names = p.class_names if p.class_conditional else []
@@ -48,7 +48,7 @@ def sample_prior(prior_run: str | Path, out_dir: str | Path, *, n: int = 64,
     tokens = sample_tokens(prior, n, labels=labels, temperature=temperature, top_k=top_k,
                            generator=torch.Generator().manual_seed(seed))
     codes = tokens_to_codes(tokens, p.grid, p.num_quantizers)
-    vqvae, _ = load_model(p.run, p.checkpoint, "cpu")
+    vqvae, _ = load_model(p.run, p.checkpoint, "cpu", kind="vqvae")
     images = np.stack([model_output_to_pixels(x) for x in vqvae.decode(codes)])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

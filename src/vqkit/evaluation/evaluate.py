@@ -80,7 +80,7 @@ def evaluate(
     """
     run_dir = Path(run_dir)
     dev = resolve_device(device)
-    model, cfg = load_model(run_dir, which, dev)
+    model, cfg = load_model(run_dir, which, dev, kind="vqvae")
     checkpoint = _checkpoint_info(find_checkpoint(run_dir, which))
     root = data if data is not None else (cfg.data.root or None)
     if cfg.task == "image":

@@ -57,7 +57,7 @@ def evaluate_prior(run_dir: str | Path, *, split: str = "val", which: str = "bes
     """
     run_dir = Path(run_dir)
     dev = resolve_device(device)
-    model, cfg = load_model(run_dir, which, dev)
+    model, cfg = load_model(run_dir, which, dev, kind="prior")
     describe_vqvae(cfg)  # refuses a VQ-VAE that changed since training
     p = cfg.prior
     data = load_code_split(cfg, split, run_dir, device=dev)

@@ -154,7 +154,7 @@ def reconstruct_files(
         if not p.is_file():
             raise DataError(f"{p}: no such file")
     dev = resolve_device(device)
-    model, cfg = load_model(run_dir, which, dev)
+    model, cfg = load_model(run_dir, which, dev, kind="vqvae")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     one = reconstruct_wav if cfg.task == "speech" else reconstruct_image

@@ -76,7 +76,7 @@ def probe_run(run_dir: str | Path, *, data: str | None = None, train_split: str 
     """Held-out class accuracy of linear probes on an image run's codes and on raw pixels
     (the first ``max_train`` / ``max_test`` images of each split)."""
     dev = resolve_device(device)
-    model, cfg = load_model(run_dir, which, dev)
+    model, cfg = load_model(run_dir, which, dev, kind="vqvae")
     if cfg.task != "image":
         raise VQKitError(f"{run_dir}: a {cfg.task} run; `vqkit probe` probes image runs for now")
     root = data if data is not None else (cfg.data.root or None)
