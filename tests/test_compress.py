@@ -12,6 +12,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
+from test_codes import make_run, write_tone
 
 from vqkit.cli import main
 from vqkit.codes.compress import decode_tokens, encode_tokens, read_compressed
@@ -148,3 +149,22 @@ def test_a_mismatched_model_and_a_truncated_file_are_one_line_errors(tmp_path, r
     (tmp_path / "f.vqz").write_bytes(bytes(flipped))
     with pytest.raises(DataError, match="checksum"):
         read_compressed(tmp_path / "f.vqz")
+
+
+def test_speech_codes_compress_without_a_prior_to_what_decode_writes(tmp_path, capsys):
+    import soundfile as sf
+
+    (tmp_path / "wavs").mkdir()
+    wav_files = [write_tone(tmp_path / "wavs" / "one.wav", 0.7, 16000),
+                 write_tone(tmp_path / "wavs" / "two.flac", 0.45, 8000, seed=2)]
+    run = make_run(tmp_path / "run", "l2arctic")
+    inputs = list(map(str, wav_files))
+    assert main(["compress", str(run), *inputs, "--out", str(tmp_path / "s.vqz")]) == 0
+    assert "bits/s" in capsys.readouterr().out
+    assert main(["decompress", str(tmp_path / "s.vqz"), "--out", str(tmp_path / "d")]) == 0
+    assert main(["encode", str(run), *inputs, "--out", str(tmp_path / "c.npz")]) == 0
+    assert main(["decode", str(run), str(tmp_path / "c.npz"), "--out", str(tmp_path / "e")]) == 0
+    for p in wav_files:
+        a, _ = sf.read(tmp_path / "d" / f"{p.stem}.wav", dtype="float32")
+        b, _ = sf.read(tmp_path / "e" / f"{p.stem}.wav", dtype="float32")
+        assert np.array_equal(a, b), p.name
