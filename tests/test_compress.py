@@ -37,7 +37,7 @@ def test_unigram_coder_round_trips_random_sequences(vocab, stages, lengths, seed
     assert all(np.array_equal(a, b) for a, b in zip(seqs, back, strict=True))
 
 
-@given(st.integers(2, 300), st.integers(1, 2), st.integers(0, 3), st.integers(0, 2**31 - 1))
+@given(st.integers(2, 300), st.integers(1, 2), st.integers(0, 40), st.integers(0, 2**31 - 1))
 def test_prior_coder_round_trips_random_sequences(vocab, stages, items, seed):
     prior = prior_for(vocab, stages=stages, seed=seed % 7)
     rng = np.random.default_rng(seed)
@@ -45,6 +45,17 @@ def test_prior_coder_round_trips_random_sequences(vocab, stages, items, seed):
     words = encode_tokens(seqs, prior=prior, vocab=vocab, stages=stages)
     back = decode_tokens(words, [prior.length] * items, prior=prior, vocab=vocab, stages=stages)
     assert all(np.array_equal(a, b) for a, b in zip(seqs, back, strict=True))
+
+
+def test_an_items_probabilities_do_not_depend_on_the_other_items_of_its_chunk():
+    from vqkit.codes.compress import _PriorModel
+
+    prior, rng = prior_for(30), np.random.default_rng(0)
+    a = rng.integers(0, 30, (32, prior.length))
+    b = a.copy()
+    b[1:] = rng.integers(0, 30, b[1:].shape)
+    fa, fb = (np.stack(list(_PriorModel(prior).chunk(x))) for x in (a, b))
+    assert np.array_equal(fa[:, 0], fb[:, 0])
 
 
 def test_a_likely_sequence_costs_fewer_bits_under_the_prior():

@@ -5,10 +5,11 @@ File layout: ``b"VQKZ"``, the header length (uint32, little-endian), the header 
 code file header of :mod:`vqkit.codes.format` with the VQ-VAE's fingerprint, the prior's
 fingerprint and run, the payload's length in 32-bit words and its sha256), then the payload.
 
-Encoder and decoder must see bit-identical probabilities. The prior's are computed one item at
-a time, token by token through the key/value cache (the path decoding has to take), in float64
-on one CPU thread, then quantized to integer frequencies (``floor(p * 2**PRECISION) + 1``) before
-they reach the coder: nothing depends on batch sizes, thread counts or the process. The
+Encoder and decoder must see bit-identical probabilities. The prior's are computed for a
+fixed chunk of ``CHUNK`` items at a time (a short chunk padded), token by token through the
+key/value cache (the path decoding has to take), in float64 on one CPU thread, then quantized
+to integer frequencies (``floor(p * (2**PRECISION - V)) + 1``) before they reach the coder:
+nothing depends on the caller's batch size, thread count or process. The
 adaptive unigram model is integer counts from the start.
 """
 
@@ -42,6 +43,7 @@ __all__ = ["MAGIC", "PRECISION", "compress_files", "decode_tokens", "decompress_
 MAGIC = b"VQKZ"
 FORMAT_VERSION = 1
 PRECISION = 20  # bits of the integer frequencies handed to the coder (it works at 24)
+CHUNK = 32  # items whose prior probabilities are computed together (a fixed shape)
 
 
 @contextlib.contextmanager
@@ -60,21 +62,24 @@ def quantize(p: np.ndarray) -> np.ndarray:
 
 
 class _PriorModel:
-    """Frequencies of each token of an item under the prior, in float64 on the CPU."""
+    """Frequencies of the tokens of a chunk of items under the prior, in float64 on the CPU.
+
+    Items are coded ``CHUNK`` at a time (a short chunk is padded with zero tokens, which are not
+    coded), so that every forward step has the same shape at both ends."""
 
     def __init__(self, prior: CodePrior) -> None:
         self.prior = copy.deepcopy(prior).double().eval()
 
     @torch.no_grad()
-    def item(self, tokens: np.ndarray | None, length: int) -> Iterator[np.ndarray]:
-        """Yields the frequencies of token t, then reads ``tokens[t]`` (encoding: given;
-        decoding: filled in by the caller after each yield)."""
-        cache = self.prior.new_cache(1)
+    def chunk(self, tokens: np.ndarray) -> Iterator[np.ndarray]:
+        """``tokens`` (CHUNK, L): yields the frequencies (CHUNK, V) of column t, then reads
+        ``tokens[:, t]`` (encoding: given; decoding: filled in by the caller after the yield)."""
+        cache = self.prior.new_cache(CHUNK)
         prev = None
-        for t in range(length):
-            logits = self.prior.step(prev, None, cache, 1)[0]
+        for t in range(tokens.shape[1]):
+            logits = self.prior.step(prev, None, cache, CHUNK)
             yield quantize(torch.softmax(logits, -1).numpy())
-            prev = torch.tensor([int(tokens[t])])
+            prev = torch.from_numpy(tokens[:, t].copy())
 
 
 class _UnigramModel:
@@ -90,38 +95,62 @@ class _UnigramModel:
             self.counts[t % stages, int(tokens[t])] += 1
 
 
-def _coding_model(prior: CodePrior | None, vocab: int, stages: int):
-    return _PriorModel(prior) if prior is not None else _UnigramModel(vocab, stages)
+def _chunks(n: int) -> Iterator[tuple[int, int]]:
+    for lo in range(0, n, CHUNK):
+        yield lo, min(lo + CHUNK, n)
 
 
 def encode_tokens(sequences: Sequence[np.ndarray], *, prior: CodePrior | None = None,
                   vocab: int, stages: int = 1) -> np.ndarray:
-    """Range-code token sequences (each 1-D, < ``vocab``) in order: uint32 words."""
-    model = _coding_model(prior, vocab, stages)
+    """Range-code token sequences (each 1-D, < ``vocab``; with a prior, each of its length)
+    in order: uint32 words."""
+    seqs = [np.asarray(seq, dtype=np.int64).reshape(-1) for seq in sequences]
     encoder = constriction.stream.queue.RangeEncoder()
     categorical = constriction.stream.model.Categorical(perfect=False)
     with _one_thread():
-        for seq in sequences:
-            tokens = np.asarray(seq, dtype=np.int64).reshape(-1)
-            if tokens.size:
-                freqs = np.stack(list(model.item(tokens, tokens.size)))
-                encoder.encode(tokens.astype(np.int32), categorical, freqs)
+        if prior is None:
+            model = _UnigramModel(vocab, stages)
+            for tokens in seqs:
+                if tokens.size:
+                    freqs = np.stack(list(model.item(tokens, tokens.size)))
+                    encoder.encode(tokens.astype(np.int32), categorical, freqs)
+            return encoder.get_compressed().astype(np.uint32)
+        if any(seq.size != prior.length for seq in seqs):
+            raise ValueError(f"the prior codes sequences of {prior.length} tokens")
+        model = _PriorModel(prior)
+        for lo, hi in _chunks(len(seqs)):
+            tokens = np.zeros((CHUNK, prior.length), dtype=np.int64)
+            tokens[:hi - lo] = np.stack(seqs[lo:hi])
+            freqs = np.stack(list(model.chunk(tokens)))[:, :hi - lo]  # (L, n, V), t-major
+            encoder.encode(np.ascontiguousarray(tokens[:hi - lo].T.reshape(-1), np.int32),
+                           categorical, np.ascontiguousarray(freqs.reshape(-1, vocab)))
     return encoder.get_compressed().astype(np.uint32)
 
 
 def decode_tokens(words: np.ndarray, lengths: Sequence[int], *, prior: CodePrior | None = None,
                   vocab: int, stages: int = 1) -> list[np.ndarray]:
     """The inverse of :func:`encode_tokens`, given each sequence's length."""
-    model = _coding_model(prior, vocab, stages)
     decoder = constriction.stream.queue.RangeDecoder(np.asarray(words, dtype=np.uint32))
     categorical = constriction.stream.model.Categorical(perfect=False)
     out = []
     with _one_thread():
-        for n in lengths:
-            tokens = np.zeros(int(n), dtype=np.int64)
-            for t, freqs in enumerate(model.item(tokens, int(n))):
-                tokens[t] = int(decoder.decode(categorical, freqs[None])[0])
-            out.append(tokens)
+        if prior is None:
+            model = _UnigramModel(vocab, stages)
+            for n in lengths:
+                tokens = np.zeros(int(n), dtype=np.int64)
+                for t, freqs in enumerate(model.item(tokens, int(n))):
+                    tokens[t] = int(decoder.decode(categorical, freqs[None])[0])
+                out.append(tokens)
+            return out
+        if any(int(n) != prior.length for n in lengths):
+            raise ValueError(f"the prior codes sequences of {prior.length} tokens")
+        model = _PriorModel(prior)
+        for lo, hi in _chunks(len(lengths)):
+            tokens = np.zeros((CHUNK, prior.length), dtype=np.int64)
+            for t, freqs in enumerate(model.chunk(tokens)):
+                tokens[:hi - lo, t] = decoder.decode(categorical,
+                                                     np.ascontiguousarray(freqs[:hi - lo]))
+            out.extend(tokens[:hi - lo].copy())
     return out
 
 
@@ -148,6 +177,7 @@ def compress_files(run_dir: str | Path, inputs: Sequence[str | Path], out: str |
                           stages=stages)
     payload = words.astype("<u4").tobytes()
     header = {**cf.meta, "compressed_format": FORMAT_VERSION, "precision": PRECISION,
+              "chunk": CHUNK,
               "shapes": [list(c.shape) for c in cf.codes], "prior": prior_info,
               "payload_words": len(payload) // 4,
               "payload_sha256": hashlib.sha256(payload).hexdigest()}
@@ -186,6 +216,9 @@ def read_compressed(path: str | Path) -> tuple[dict[str, Any], np.ndarray]:
         if header.get("compressed_format") != FORMAT_VERSION:
             raise DataError(f"{path}: compressed format {header.get('compressed_format')!r}, "
                             f"this vqkit reads {FORMAT_VERSION}")
+        if header.get("chunk", CHUNK) != CHUNK:
+            raise DataError(f"{path}: coded in chunks of {header['chunk']} items, this vqkit "
+                            f"codes {CHUNK}")
         if len(shapes) != len(header["names"]) or len(shapes) != len(header["items"]):
             raise ValueError("shapes, names and items differ in number")
     except (ValueError, KeyError, TypeError) as e:
