@@ -45,6 +45,7 @@ SAME_LAYER = {
     ("evaluation", "codes"),
     ("reports", "evaluation"),
     ("training", "evaluation"),
+    ("training", "codes"),  # a prior trains on the code cache
     ("probing", "codes"),
     ("probing", "training"),
     ("probing", "evaluation"),

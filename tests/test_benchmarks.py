@@ -23,7 +23,7 @@ def bench_modules(monkeypatch, tmp_path):
     monkeypatch.setenv("VQKIT_DATA", str(tmp_path / "vqkit-data"))
     yield
     for name in ("speech", "speech_cache", "notebook_reference", "cifar10", "quantizers",
-                 "threads", "image_folder"):
+                 "threads", "image_folder", "codec"):
         sys.modules.pop(name, None)
 
 
@@ -153,3 +153,24 @@ def test_image_folder_benchmark_compares_folder_and_pickle(bench_modules, tmp_pa
     res = json.loads(out.read_text())
     assert res["n_train"] == {"pickle": 64, "folder": 64}
     assert res["ratio_folder_to_pickle"] > 0 and math.isfinite(res["ratio_folder_to_pickle"])
+
+
+def test_codec_benchmark_puts_vqkit_beside_jpeg_and_webp(bench_modules, tmp_path, cifar_root,
+                                                         tiny_image_config):
+    import codec
+    from test_compress import train_tiny_runs
+
+    vq, prior, _ = train_tiny_runs(tmp_path, cifar_root, tiny_image_config)
+    out, png = tmp_path / "codec.json", tmp_path / "rd.png"
+    assert codec.main(["--run", str(vq), "--prior", str(prior), "--n", "6", "--qualities",
+                       "10,90", "--json", str(out), "--plot", str(png)]) == 0
+    pts = json.loads(out.read_text())["points"]
+    assert [p["codec"] for p in pts] == ["jpeg", "jpeg", "webp", "webp", "vqkit+prior",
+                                         "vqkit+unigram"]
+    for p in pts:
+        assert 0 < p["bpp_payload"] < p["bpp_file"] and 5 < p["psnr"] < 60
+    jpeg = [p for p in pts if p["codec"] == "jpeg"]
+    assert jpeg[0]["bpp_payload"] < jpeg[1]["bpp_payload"] and jpeg[0]["psnr"] < jpeg[1]["psnr"]
+    # both vqkit files hold the same codes: the same reconstruction
+    assert pts[4]["psnr"] == pts[5]["psnr"] and pts[4]["raw_bpp"] == 64 * 5 / 1024
+    assert png.stat().st_size > 0

@@ -41,8 +41,19 @@ def format_table(metrics: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from vqkit.evaluation.artifacts import evaluation_dir
-    from vqkit.evaluation.evaluate import evaluate
+    from vqkit.evaluation.evaluate import evaluate, run_task
     from vqkit.evaluation.rate_curve import format_rate_curve
+
+    if run_task(args.run_dir) == "prior":
+        from vqkit.evaluation.prior import evaluate_prior
+
+        m = evaluate_prior(args.run_dir, split=args.split, which=args.checkpoint,
+                           device=args.device, json_path=args.json, max_items=args.max_items)
+        print(f"{m['run']} on split {m['split']!r} ({m['items']} items, {m['codes_per_item']} "
+              f"codes each): negative log-likelihood of the codes under the prior")
+        print(format_table(m))
+        print(f"saved in {evaluation_dir(args.run_dir, args.split)}")
+        return 0
 
     metrics = evaluate(args.run_dir, data=args.data, split=args.split, which=args.checkpoint,
                        device=args.device, json_path=args.json, max_items=args.max_items,

@@ -13,7 +13,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train", help="train a VQ-VAE (or resume a run)",
         description="Train on images or speech from a preset, a config file and overrides.")
-    p.add_argument("task", nargs="?", choices=["image", "speech"], help="what to train on")
+    p.add_argument("task", nargs="?", choices=["image", "speech", "prior"],
+                   help="a VQ-VAE on images or speech, or a prior over a run's codes")
+    p.add_argument("vqvae_run", nargs="?", metavar="RUN",
+                   help="(prior) the trained VQ-VAE run whose codes the prior models")
     p.add_argument("--preset", help="named preset (see `vqkit presets`); default per task")
     p.add_argument("--config", help="JSON or TOML file applied after the preset")
     p.add_argument("--data", help="data folder/archive (images) or subset/cache folder (speech)")
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     shortcuts = {k: getattr(args, k) for k in SHORTCUTS}
     if args.resume:
-        if args.task or args.preset or args.config or args.set or args.data:
+        if args.task or args.preset or args.config or args.set or args.data or args.vqvae_run:
             raise VQKitError("--resume takes its config from the run; only --epochs, "
                              "--max-steps, --max-minutes and --device may change")
         resumable = {k: v for k, v in shortcuts.items()
@@ -52,7 +55,12 @@ def run(args: argparse.Namespace) -> int:
                        progress=not args.no_progress, tensorboard=args.tensorboard)
     else:
         if not args.task:
-            raise VQKitError("say what to train: `vqkit train image` or `vqkit train speech`")
+            raise VQKitError("say what to train: `vqkit train image`, `vqkit train speech` or "
+                             "`vqkit train prior RUN`")
+        if (args.task == "prior") != bool(args.vqvae_run):
+            raise VQKitError("a prior needs the VQ-VAE run it models: `vqkit train prior RUN "
+                             "--out PRIOR_RUN`" if args.task == "prior" else
+                             f"`vqkit train {args.task}` takes no RUN argument")
         if not args.out:
             raise VQKitError("--out RUN_DIR is required")
         cfg = resolve_config(args.task, args.preset, args.config, args.set)
@@ -61,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
                 apply_dict(cfg, {"train": {k: v}}, f"--{k.replace('_', '-')}")
         if args.data:
             cfg.data.root = args.data
+        if args.vqvae_run:
+            cfg.prior.run = args.vqvae_run
         result = train(cfg, args.out, progress=not args.no_progress,
                        tensorboard=args.tensorboard)
     from vqkit.distributed import is_main_process
@@ -80,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"stopped after {s.epochs} epochs, {s.steps:,} steps ({result.stopped}); {best}; "
           f"run in {run}")
     last = result.history[-1] if result.history else {}
-    if last:
+    if last and "val_bits_per_code" in last:
+        print(f"last epoch: val {last['val_bits_per_code']:.3f} bits per code")
+    elif last:
         print(f"last epoch: val perplexity {last.get('val_perplexity', float('nan')):.1f}, "
               f"codebook usage {last.get('val_usage', float('nan')):.3f}")
     return 0

@@ -27,7 +27,7 @@ from vqkit.models import load_model
 from vqkit.rates import bitrate_bps
 from vqkit.utils import resolve_device, unique_stems
 
-__all__ = ["AUDIO_SUFFIXES", "IMAGE_SUFFIXES", "decode_file", "encode_files"]
+__all__ = ["AUDIO_SUFFIXES", "IMAGE_SUFFIXES", "decode_file", "encode_files", "write_decoded"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -73,7 +73,7 @@ def encode_files(
     if not inputs:
         raise VQKitError("nothing to encode: give at least one input file")
     paths = [Path(p) for p in inputs]
-    model, cfg = load_model(run_dir, which, resolve_device(device), stages=stages)
+    model, cfg = load_model(run_dir, which, resolve_device(device), stages=stages, kind="vqvae")
     suffixes = IMAGE_SUFFIXES if cfg.task == "image" else AUDIO_SUFFIXES
     for p in paths:
         if p.suffix.lower() not in suffixes:
@@ -174,7 +174,7 @@ def decode_file(
     """
     cf = load_codes(codes_path)
     which = which or str(cf.meta.get("checkpoint", "best"))
-    model, cfg = load_model(run_dir, which, resolve_device(device))
+    model, cfg = load_model(run_dir, which, resolve_device(device), kind="vqvae")
     check_fingerprint(cf, model, cfg, run_dir, which)
     if cf.task != cfg.task:  # pragma: no cover - the fingerprint covers the task
         raise VQKitError(f"{cf.path}: {cf.task} codes, but {run_dir} is a {cfg.task} run")
@@ -183,6 +183,13 @@ def decode_file(
     if stages is not None and (cf.meta["num_quantizers"] == 1 or not 1 <= stages <= stored):
         raise VQKitError(f"{cf.path}: --stages {stages}: the file stores {stored} stage(s) "
                          f"per code")
+    return write_decoded(cf, model, cfg, out_dir, stages)
+
+
+def write_decoded(cf: CodeFile, model, cfg, out_dir: str | Path,
+                  stages: int | None = None) -> list[Path]:
+    """Decode every item of ``cf`` (checked to fit ``model``) into ``out_dir``, the first
+    ``stages`` residual stages only when given."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

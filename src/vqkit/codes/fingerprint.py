@@ -24,6 +24,8 @@ def _fingerprint_config(cfg) -> dict[str, Any]:
     keep = {"task": d["task"], "model": model, "quantizer": d["quantizer"]}
     if d["task"] == "speech":
         keep["audio"] = d["audio"]
+    if d["task"] == "prior":
+        keep["prior"] = d["prior"]
     return keep
 
 

@@ -140,16 +140,41 @@ class TrainConfig:
 
 
 @dataclass
+class PriorConfig:
+    """An autoregressive transformer over a trained VQ-VAE run's codes (``task = "prior"``).
+
+    The last five fields describe the VQ-VAE's codes; ``vqkit train prior`` fills them in from
+    the run (0 / "" until then) and a resumed or loaded prior checks them against it."""
+
+    run: str = ""  # the VQ-VAE run directory whose codes are modelled
+    checkpoint: str = rule("best", choices=("best", "last"))  # its checkpoint
+    dim: int = rule(256, min=8)  # width of the transformer
+    layers: int = rule(4, min=1)
+    heads: int = rule(4, min=1)  # dim must be a multiple of heads
+    dropout: float = rule(0.1, min=0, lt=1)
+    class_conditional: bool = True  # condition on the class label when the data has labels
+    # probability of training a sample with the "no class" token (unconditional sampling and
+    # compression of files whose class is unknown use it)
+    class_dropout: float = rule(0.1, min=0, max=1)
+    codebook_size: int = rule(0, min=0)  # codes per stage of the VQ-VAE
+    num_quantizers: int = rule(0, min=0)  # residual stages per position
+    grid: list[int] = rule([0, 0], min=0)  # code grid (rows, columns) in raster order
+    class_names: list[str] = field(default_factory=list)  # empty: unconditional
+    vqvae_sha256: str = ""  # sha256 of the VQ-VAE's model.safetensors the codes came from
+
+
+@dataclass
 class RunConfig:
     """Everything a run needs; saved as ``config.json`` in the run directory."""
 
-    task: str = rule("image", choices=("image", "speech"))  # "image" or "speech"
+    task: str = rule("image", choices=("image", "speech", "prior"))  # "image", "speech", "prior"
     preset: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -184,6 +209,12 @@ class RunConfig:
         if a.normalization == "fixed_db" and not a.max_db > a.min_db:
             raise ConfigError(f"{source}: audio.max_db ({a.max_db}) must be above audio.min_db "
                               f"({a.min_db})")
+        p = self.prior
+        if p.dim % p.heads:
+            raise ConfigError(f"{source}: prior.dim ({p.dim}) must be a multiple of prior.heads "
+                              f"({p.heads})")
+        if len(p.grid) != 2:
+            raise ConfigError(f"{source}: prior.grid must be [rows, columns], got {p.grid}")
         return self
 
     def save(self, path: str | Path) -> None:

@@ -34,6 +34,14 @@ def _checkpoint_info(path: Path) -> dict[str, Any]:
     return {"name": name, "step": meta.get("step"), "epoch": meta.get("epoch")}
 
 
+def run_task(run_dir: str | Path) -> str:
+    """The ``task`` of a run ("image", "speech", "prior"), from its saved config."""
+    try:
+        return str(json.loads((Path(run_dir) / "config.json").read_text())["task"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
 def evaluate(
     run_dir: str | Path,
     *,
@@ -82,7 +90,7 @@ def evaluate(
     """
     run_dir = Path(run_dir)
     dev = resolve_device(device)
-    model, cfg = load_model(run_dir, which, dev, stages=stages)
+    model, cfg = load_model(run_dir, which, dev, stages=stages, kind="vqvae")
     checkpoint = _checkpoint_info(find_checkpoint(run_dir, which))
     root = data if data is not None else (cfg.data.root or None)
     if curve and cfg.task != "speech":

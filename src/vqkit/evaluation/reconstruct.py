@@ -156,7 +156,7 @@ def reconstruct_files(
         if not p.is_file():
             raise DataError(f"{p}: no such file")
     dev = resolve_device(device)
-    model, cfg = load_model(run_dir, which, dev, stages=stages)
+    model, cfg = load_model(run_dir, which, dev, stages=stages, kind="vqvae")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     one = reconstruct_wav if cfg.task == "speech" else reconstruct_image

@@ -9,14 +9,17 @@ import torch
 from vqkit.checkpoint import load_checkpoint
 from vqkit.config import RunConfig
 from vqkit.errors import VQKitError
+from vqkit.models.prior import CodePrior
 from vqkit.models.temporal import TemporalVQVAE
 from vqkit.models.vqvae import build_model
 
 
 def model_for(cfg: RunConfig) -> torch.nn.Module:
     """A fresh (untrained) model of the kind ``cfg`` describes: the 2-D VQ-VAE for image and
-    speech runs, the temporal one (``model.kind = "temporal"``) for speech. New model kinds
-    register here."""
+    speech runs, the temporal one (``model.kind = "temporal"``) for speech, the code prior for
+    prior runs. New model kinds register here."""
+    if cfg.task == "prior":
+        return CodePrior(cfg.prior)
     if cfg.model.kind == "temporal":
         return TemporalVQVAE(cfg.model, cfg.quantizer, cfg.audio.n_mels)
     return build_model(cfg.model, cfg.quantizer)
@@ -28,7 +31,7 @@ def set_stages(model: torch.nn.Module, stages: int | None, source: str = "") -> 
     a count out of range."""
     if stages is None:
         return
-    q = model.quantizer
+    q = getattr(model, "quantizer", None)
     where = f"{source}: " if source else ""
     if not hasattr(q, "use_stages"):
         raise VQKitError(f"{where}--stages needs a residual VQ model (quantizer.kind rvq)")
@@ -37,11 +40,12 @@ def set_stages(model: torch.nn.Module, stages: int | None, source: str = "") -> 
     q.use_stages(stages)
 
 
-def load_model(run_dir: str | Path, which: str = "best",
-               device: str | torch.device = "cpu",
-               stages: int | None = None) -> tuple[torch.nn.Module, RunConfig]:
+def load_model(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu",
+               stages: int | None = None, *,
+               kind: str | None = None) -> tuple[torch.nn.Module, RunConfig]:
     """The trained model of a run, in eval mode on ``device``, and its config; with
-    ``stages``, set to its first ``stages`` residual stages (:func:`set_stages`).
+    ``stages``, set to its first ``stages`` residual stages (:func:`set_stages`); ``kind``
+    ("vqvae" or "prior") refuses a run of the other kind with one line.
 
     Raises
     ------
@@ -50,6 +54,13 @@ def load_model(run_dir: str | Path, which: str = "best",
         ``stages`` the model does not have.
     """
     ckpt = load_checkpoint(run_dir, which, with_state=False)
+    is_prior = ckpt.config.task == "prior"
+    if kind == "vqvae" and is_prior:
+        raise VQKitError(f"{run_dir}: a prior run (of {ckpt.config.prior.run}); give a VQ-VAE "
+                         f"run here")
+    if kind == "prior" and not is_prior:
+        raise VQKitError(f"{run_dir}: not a prior run (train one with `vqkit train prior "
+                         f"{run_dir} --out PRIOR_RUN`)")
     model = model_for(ckpt.config)
     try:
         model.load_state_dict(ckpt.model_state)

@@ -33,6 +33,7 @@ from vqkit.figures.curves import plot_loss_curves
 from vqkit.rundir import LOCK_NAME, RunLock
 from vqkit.runlog import trim_to_step
 from vqkit.training.loop import TrainResult, fit
+from vqkit.training.prior_task import prior_setup
 from vqkit.training.schedule import build_optimizer
 from vqkit.training.state import TrainState
 from vqkit.training.vqvae_task import vqvae_setup
@@ -42,7 +43,7 @@ __all__ = ["TrainResult", "train"]
 
 RUN_FILES = ("config.json", "data.json", "metrics.jsonl", "loss_vs_epochs.png", LOCK_NAME)
 # How each task builds its model, data and loop Task (cfg.task -> setup function).
-SETUPS = {"image": vqvae_setup, "speech": vqvae_setup}
+SETUPS = {"image": vqvae_setup, "speech": vqvae_setup, "prior": prior_setup}
 
 
 def train(
@@ -175,6 +176,8 @@ def _train_locked(cfg: RunConfig | None, run_dir: Path, *, resume: bool,
     # -- model, data and task for this kind of run (see SETUPS)
     setup = SETUPS[cfg.task](cfg, device, run_dir, data=data,
                              tensorboard=tensorboard and is_main_process())
+    if is_main_process():  # a setup may complete the config (a prior describes its codes)
+        cfg.save(run_dir / "config.json")
     model = setup.model
     train_data, val_data = setup.data
     if train_data.num_batches(t.batch_size) == 0:

@@ -1,0 +1,120 @@
+"""The code cache: a VQ-VAE run's dataset encoded once, for training and evaluating a prior.
+
+``PRIOR_RUN/code-cache/<split>-<sha>.npz`` holds a split's codes as tokens (N, L) (raster
+order, stages innermost; uint16) and labels (N,) (-1: none), where ``<sha>`` starts the sha256
+of the VQ-VAE checkpoint's ``model.safetensors`` (from its ``meta.json``): retraining the
+VQ-VAE changes the key, and the stale file of that split is removed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vqkit.checkpoint import find_checkpoint, load_checkpoint
+from vqkit.config import RunConfig
+from vqkit.data.codes import CodeData
+from vqkit.data.loaders import load_image_split
+from vqkit.errors import DataError, VQKitError
+from vqkit.models import load_model
+from vqkit.models.prior import codes_to_tokens
+from vqkit.utils import atomic_write_bytes
+
+__all__ = ["CACHE_DIR", "describe_vqvae", "load_code_split", "vqvae_sha256"]
+
+CACHE_DIR = "code-cache"
+ENCODE_BATCH = 256
+
+
+def vqvae_sha256(run_dir: str | Path, which: str) -> str:
+    """sha256 of the ``which`` checkpoint's weights, as its ``meta.json`` records it."""
+    path = find_checkpoint(run_dir, which)
+    try:
+        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        return str(meta["sha256"]["model.safetensors"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise VQKitError(f"{path / 'meta.json'}: no weights checksum (format 1 checkpoint?); "
+                         f"retrain the VQ-VAE with this vqkit") from None
+
+
+def describe_vqvae(cfg: RunConfig) -> RunConfig:
+    """Fill in ``cfg.prior``'s description of the codes from its VQ-VAE run (codebook size,
+    stages, grid, classes, weights checksum); a prior already described must match the run."""
+    p = cfg.prior
+    if not p.run:
+        raise VQKitError("prior: say which VQ-VAE run to model (`vqkit train prior RUN`)")
+    ckpt = load_checkpoint(p.run, p.checkpoint, with_state=False)
+    vq = ckpt.config
+    if vq.task == "prior":
+        raise VQKitError(f"{p.run}: a prior run; give the VQ-VAE run it models")
+    if vq.task != "image":
+        raise VQKitError(f"{p.run}: a {vq.task} run; priors model image runs for now")
+    q = vq.quantizer
+    size = int(np.prod(q.levels)) if q.kind == "fsq" else q.codebook_size
+    stages = q.num_quantizers if q.kind == "rvq" else 1
+    side = 32 // 2 ** vq.model.num_downsamples  # CIFAR-10 images are 32 x 32
+    sha = vqvae_sha256(p.run, p.checkpoint)
+    names = (load_image_split(vq.data.root or None, vq.data.val_split).class_names or []
+             if p.class_conditional else [])
+    want = {"codebook_size": size, "num_quantizers": stages, "grid": [side, side],
+            "class_names": list(names), "vqvae_sha256": sha}
+    if p.vqvae_sha256:  # already described (resumed or loaded): must still be that model
+        for k, v in want.items():
+            if getattr(p, k) != v:
+                raise VQKitError(f"{p.run}: its {p.checkpoint} checkpoint changed since the "
+                                 f"prior was trained (prior.{k} {getattr(p, k)!r} != {v!r}); "
+                                 f"train a new prior")
+    for k, v in want.items():
+        setattr(p, k, v)
+    return cfg
+
+
+def load_code_split(cfg: RunConfig, split: str, cache_root: str | Path, *,
+                    device: torch.device | None = None) -> CodeData:
+    """The codes of ``split`` ("train", "val", "test") of the prior's VQ-VAE run, from the
+    cache under ``cache_root`` or encoded now (and cached)."""
+    p = cfg.prior
+    folder = Path(cache_root) / CACHE_DIR
+    path = folder / f"{split}-{p.vqvae_sha256[:16]}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if str(z["sha256"]) == p.vqvae_sha256:
+                    return CodeData(torch.from_numpy(z["tokens"].astype(np.int64)),
+                                    torch.from_numpy(z["labels"]), split)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            pass  # unreadable: encode again
+    tokens, labels = _encode_split(cfg, split, device or torch.device("cpu"))
+    buf = io.BytesIO()
+    np.savez(buf, tokens=tokens.numpy().astype(np.uint16), labels=labels.numpy(),
+             sha256=np.array(p.vqvae_sha256))
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob(f"{split}-*.npz"):
+        old.unlink(missing_ok=True)  # a stale cache of another VQ-VAE checkpoint
+    atomic_write_bytes(path, buf.getvalue())
+    return CodeData(tokens, labels, split)
+
+
+@torch.no_grad()
+def _encode_split(cfg: RunConfig, split: str, device: torch.device):
+    p = cfg.prior
+    model, vq = load_model(p.run, p.checkpoint, device, kind="vqvae")
+    if vqvae_sha256(p.run, p.checkpoint) != p.vqvae_sha256:
+        raise VQKitError(f"{p.run}: its {p.checkpoint} checkpoint changed since the prior was "
+                         f"trained; train a new prior")
+    names = {"train": vq.data.train_split, "val": vq.data.val_split}
+    data = load_image_split(vq.data.root or None, names.get(split, split))
+    if data.images.shape[-2:] != (32, 32):
+        raise DataError(f"{vq.data.root}: {split} images are not 32 x 32")
+    out = [codes_to_tokens(model.encode(x.to(device))).cpu()
+           for x in data.batches(ENCODE_BATCH)]
+    tokens = torch.cat(out)
+    if int(tokens.max()) >= 2 ** 16:
+        raise VQKitError(f"{p.run}: codes beyond 65,535 are not cached")
+    labels = data.labels if data.labels is not None else torch.full((len(data),), -1)
+    return tokens, labels.long()
