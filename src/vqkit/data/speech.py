@@ -177,8 +177,9 @@ def describe_split(cache: MelCache, split: str) -> str:
     if set(cache.splits) <= {"train"}:
         share = {"val": "10%", "test": "10%", "train": "80%"}.get(split, "")
         return (f"{share} of the utterances by a hash of their id, every speaker mixed (no "
-                f"metadata.csv; speakers:A,B holds speakers out)")
-    return f"the {split!r} rows of the data's metadata.csv (from vqkit subset)"
+                f"split column; speakers:A,B holds speakers out)")
+    return (f"the {split!r} rows of the data's split column (a vqkit subset's metadata.csv or a "
+            f"manifest's split column)")
 
 
 def source_sample_rates(cache: MelCache, source_root: Path, ids: list[str]) -> dict[int, int]:
