@@ -11,7 +11,7 @@ from vqkit.errors import VQKitError
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "train", help="train a VQ-VAE (or resume a run)",
+        "train", help="train a VQ-VAE, or a prior over a run's codes (or resume a run)",
         description="Train on images or speech from a preset, a config file and overrides.")
     p.add_argument("task", nargs="?", choices=["image", "speech", "prior"],
                    help="a VQ-VAE on images or speech, or a prior over a run's codes")
