@@ -19,6 +19,7 @@ from PIL import Image, features
 from safetensors.torch import load_file
 
 from vqkit.cli import main as cli_main
+from vqkit.data.image_files import read_image
 from vqkit.data.image_folder import decode_square, hash_fraction, read_header, scan_image_folder
 from vqkit.data.image_store import CACHE_NAME, FolderImages, open_split_store
 from vqkit.data.loaders import is_image_folder, load_image_split, load_training_data
@@ -80,6 +81,8 @@ def test_modes_give_8_bit_rgb_or_grey(tmp_path, mode, grey):
         x = decode_square(path, 16, channels)
         assert x.shape == (channels, 16, 16) and x.dtype == np.uint8
         assert abs(int(x.mean()) - 128) <= 2, (mode, channels, x.mean())
+        # encode and reconstruct read a file as training does
+        assert np.array_equal(read_image(path, channels).numpy(), x)
 
 
 def test_grey_folders_train_a_one_channel_model(tmp_path, tiny_image_config):
@@ -107,6 +110,8 @@ def test_exif_rotation_is_applied(tmp_path):
     assert read_header(path)[:2] == (20, 40)  # as displayed: portrait
     x = decode_square(path, 20, 3).astype(int)
     assert x[:, :, 12:].mean() > 200 and x[:, :, :8].mean() < 50
+    y = read_image(path, 3).numpy().astype(int)  # what encode and reconstruct see
+    assert y.shape == (3, 40, 20) and y[:, :, 12:].mean() > 200 and y[:, :, :8].mean() < 50
 
 
 # -- splits and labels ----------------------------------------------------------------------

@@ -10,17 +10,33 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vqkit.data.images import model_output_to_unit
 from vqkit.errors import DataError
 
-__all__ = ["model_output_to_pixels", "pad_to_multiple", "read_image", "write_image"]
+__all__ = ["model_output_to_pixels", "pad_to_multiple", "pixels_of", "read_image", "write_image"]
+
+
+def pixels_of(im: Image.Image, channels: int) -> np.ndarray:
+    """uint8 (H, W, C) of an opened image: 16- and 32-bit greys scaled to 8 bits, palette and
+    alpha images flattened (alpha dropped), any mode to RGB or grey."""
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode != "F" else max(1.0, float(a.max()))
+        a = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        if channels == 3:
+            a = np.repeat(a[:, :, None], 3, axis=2)
+        return a if a.ndim == 3 else a[:, :, None]
+    if im.mode == "P":
+        im = im.convert("RGBA")
+    a = np.asarray(im.convert("RGB" if channels == 3 else "L"), dtype=np.uint8)
+    return a if a.ndim == 3 else a[:, :, None]
 
 
 def read_image(path: str | Path, channels: int = 3) -> torch.Tensor:
     """Read a PNG or JPEG (anything Pillow opens) as uint8 (C, H, W): RGB for ``channels=3``,
-    grey for 1.
+    grey for 1; EXIF rotation applied and modes converted as for training (:func:`pixels_of`).
 
     Raises
     ------
@@ -32,14 +48,13 @@ def read_image(path: str | Path, channels: int = 3) -> torch.Tensor:
         raise DataError(f"{path}: the model takes {channels} channels; images give 1 or 3")
     try:
         with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB" if channels == 3 else "L"), dtype=np.uint8)
+            arr = pixels_of(ImageOps.exif_transpose(im), channels)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         reason = " ".join(str(e).split())
         raise DataError(f"{path}: not a readable image ({reason})") from None
-    arr = arr[:, :, None] if arr.ndim == 2 else arr
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    return torch.from_numpy(np.array(arr.transpose(2, 0, 1), order="C"))  # a writable copy
 
 
 def write_image(path: str | Path, image: np.ndarray) -> Path:

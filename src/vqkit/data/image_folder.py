@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from vqkit.data.image_files import pixels_of
 from vqkit.errors import DataError
 
 __all__ = ["IMAGE_SUFFIXES", "FolderSplit", "ImageFolder", "decode_square", "find_image_files",
@@ -154,22 +155,6 @@ def read_header(path: str | Path) -> tuple[int, int, str]:
     return w, h, mode
 
 
-def _to_array(im: Image.Image, channels: int) -> np.ndarray:
-    """uint8 (H, W, C) of a decoded image: 16- and 32-bit greys scaled to 8 bits, palette and
-    alpha images flattened (alpha dropped), any mode to RGB or grey."""
-    if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        a = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if im.mode != "F" else max(1.0, float(a.max()))
-        a = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        if channels == 3:
-            a = np.repeat(a[:, :, None], 3, axis=2)
-        return a if a.ndim == 3 else a[:, :, None]
-    if im.mode == "P":
-        im = im.convert("RGBA")
-    a = np.asarray(im.convert("RGB" if channels == 3 else "L"), dtype=np.uint8)
-    return a if a.ndim == 3 else a[:, :, None]
-
-
 def decode_square(path: str | Path, size: int, channels: int) -> np.ndarray:
     """Decode one file to uint8 (C, size, size): EXIF rotation applied, shorter side resized to
     ``size`` (bicubic), centre-cropped to a square. A file already ``size`` on its shorter
@@ -197,7 +182,7 @@ def decode_square(path: str | Path, size: int, channels: int) -> np.ndarray:
                 w, h = im.size
             left, top = (w - size) // 2, (h - size) // 2
             im = im.crop((left, top, left + size, top + size))
-            arr = _to_array(im, channels)
+            arr = pixels_of(im, channels)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
