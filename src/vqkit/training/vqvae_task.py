@@ -111,10 +111,9 @@ def vqvae_setup(cfg: RunConfig, device: torch.device, run_dir: Path, *,
     ``tensorboard``, samples are logged."""
     train_data, val_data = data if data is not None else load_training_data(cfg)
     channels = getattr(train_data, "channels", None)
-    if channels is not None and channels != cfg.model.in_channels:
-        cfg.model.in_channels = channels  # an image folder's channels: the model follows them
-        if is_main_process():
-            cfg.save(run_dir / "config.json")
+    # An image folder's channels: the model follows them (train() saves the config after setup).
+    if channels is not None:
+        cfg.model.in_channels = channels
     if is_main_process() and hasattr(train_data, "split_rule"):
         write_data_record(run_dir / "data.json", cfg, train_data, val_data)
     model = model_for(cfg).to(device)
