@@ -7,7 +7,6 @@ import concurrent.futures as cf
 import hashlib
 import io
 import json
-import multiprocessing
 import os
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from vqkit.audio.mel import melspectrogram, power_to_db
 from vqkit.config import AudioConfig
 from vqkit.errors import DataError
 from vqkit.paths import resolve_inside
-from vqkit.utils import atomic_write_text
+from vqkit.utils import atomic_write_text, worker_context
 
 __all__ = ["CacheResult", "build_cache"]
 
@@ -265,7 +264,7 @@ def _run(todo, data: Path, out: Path, params: dict[str, Any], workers: int, prog
         size = max(1, min(64, len(order) // (workers * 8)))
         chunks = [order[i:i + size] for i in range(0, len(order), size)]
         with cf.ProcessPoolExecutor(max_workers=min(workers, len(chunks)),
-                                    mp_context=_mp_context(), initializer=_init_worker) as pool:
+                                    mp_context=worker_context(), initializer=_init_worker) as pool:
             futures = {pool.submit(_compute_chunk, [tasks[i] for i in c], params): c
                        for c in chunks}
             try:
@@ -279,11 +278,3 @@ def _run(todo, data: Path, out: Path, params: dict[str, Any], workers: int, prog
                 raise
     finally:
         bar.close()
-
-
-def _mp_context():
-    # fork starts workers in milliseconds with numpy/torch already imported; spawn (the only
-    # choice on Windows, the default on macOS) re-imports them in each worker.
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods and sys.platform == "linux"
-                                       else None)

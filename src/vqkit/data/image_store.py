@@ -20,10 +20,8 @@ random training crop.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import hashlib
 import json
-import multiprocessing
 import os
 import sys
 import tempfile
@@ -38,9 +36,9 @@ from vqkit.data.image_folder import GREY_MODES, ImageFolder, decode_square, read
 from vqkit.data.images import images_to_model_input
 from vqkit.data.source import BatchSource
 from vqkit.errors import DataError
-from vqkit.utils import atomic_write_text
+from vqkit.utils import atomic_write_text, run_parallel
 
-__all__ = ["FolderImages", "open_split_store", "read_headers", "run_parallel", "store_folder"]
+__all__ = ["FolderImages", "open_split_store", "read_headers", "store_folder"]
 
 STORE_VERSION = 1
 CACHE_NAME = ".vqkit-cache"
@@ -94,22 +92,6 @@ def _decode_rows(args: tuple[str, str, list[tuple[int, str]], int, int, tuple]) 
     mm.flush()
     del mm
     return bad
-
-
-def _mp_context():
-    # fork starts workers in milliseconds with numpy already imported (as audio/cache_build.py)
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods and sys.platform == "linux"
-                                       else None)
-
-
-def run_parallel(fn, tasks: list, workers: int) -> list:
-    """``[fn(t) for t in tasks]``, in worker processes when there are several."""
-    if workers <= 1 or len(tasks) <= 1:
-        return [fn(t) for t in tasks]
-    with cf.ProcessPoolExecutor(max_workers=min(workers, len(tasks)),
-                                mp_context=_mp_context()) as pool:
-        return list(pool.map(fn, tasks))
 
 
 def _chunks(items: list, workers: int) -> list[list]:

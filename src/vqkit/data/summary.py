@@ -29,8 +29,9 @@ from vqkit.data.cifar10 import (
     read_batch,
 )
 from vqkit.data.image_folder import GREY_MODES, scan_image_folder
-from vqkit.data.image_store import read_headers, run_parallel
+from vqkit.data.image_store import read_headers
 from vqkit.data.loaders import is_image_folder
+from vqkit.utils import run_parallel
 
 __all__ = ["summarize_data"]
 
