@@ -340,3 +340,21 @@ def test_a_store_is_reused_by_a_caller_asking_for_its_channels(tmp_path):
     assert npy.stat().st_mtime_ns == mtime
     store, meta = open_split_store(folder, "train", image_size=32, channels=1)
     assert store.shape[1] == 1 and meta["channels"] == 1
+
+
+def test_a_read_only_folder_keeps_its_store_outside_it(tmp_path, monkeypatch):
+    from vqkit.data.image_store import store_folder
+
+    monkeypatch.setenv("VQKIT_DATA", str(tmp_path / "cache"))
+    data = tmp_path / "photos"
+    data.mkdir()
+    assert store_folder(data) == data / CACHE_NAME
+    ro = tmp_path / "read-only"
+    ro.mkdir()
+    ro.chmod(0o555)  # marked read-only: respected even by root, as the mel cache does
+    try:
+        where = store_folder(ro)
+        assert not (ro / CACHE_NAME).exists()
+        assert where.is_relative_to(tmp_path / "cache")
+    finally:
+        ro.chmod(0o755)

@@ -9,6 +9,7 @@ the name came from, anything that would land outside the folder it is meant for.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from vqkit.errors import DataError
@@ -76,3 +77,15 @@ def resolve_inside(base: str | Path, rel: str, *, what: str, source: str | Path,
         raise UnsafePath(f"{source}: refusing {what} {rel!r}: it resolves outside {base} "
                          f"(through a symbolic link)")
     return target
+
+
+def writable_folder(folder: Path) -> bool:
+    """Whether vqkit may write into ``folder``: it exists, is not marked read-only (respected
+    even where we could write anyway, as root) and is writable."""
+    try:
+        mode = folder.stat().st_mode
+    except OSError:
+        return False
+    if not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        return False
+    return os.access(folder, os.W_OK)

@@ -36,6 +36,7 @@ from vqkit.data.image_folder import GREY_MODES, ImageFolder, decode_square, read
 from vqkit.data.images import images_to_model_input
 from vqkit.data.source import BatchSource
 from vqkit.errors import DataError
+from vqkit.paths import writable_folder
 from vqkit.utils import atomic_write_text, run_parallel
 
 __all__ = ["FolderImages", "open_split_store", "read_headers", "store_folder"]
@@ -46,14 +47,16 @@ N_NAMED = 5  # unreadable files named in the one message
 
 
 def store_folder(root: Path) -> Path:
-    """Where the stores of ``root`` go: inside it, else under ``$VQKIT_DATA``."""
+    """Where the stores of ``root`` go: inside it, else (read-only data) under ``$VQKIT_DATA``,
+    by the rule the mel cache follows (:func:`vqkit.paths.writable_folder`)."""
     inside = root / CACHE_NAME
-    try:
-        inside.mkdir(exist_ok=True)
-        if os.access(inside, os.W_OK):
-            return inside
-    except OSError:
-        pass
+    if writable_folder(root):
+        try:
+            inside.mkdir(exist_ok=True)
+            if writable_folder(inside):
+                return inside
+        except OSError:
+            pass
     key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
     out = cache_dir() / "image-stores" / key
     out.mkdir(parents=True, exist_ok=True)

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import stat
 import sys
 import zlib
 from collections.abc import Iterator
@@ -46,6 +44,7 @@ from vqkit.data.download import cache_dir
 from vqkit.data.source import BatchSource
 from vqkit.distributed import is_main_process
 from vqkit.errors import ConfigError, DataError
+from vqkit.paths import writable_folder
 
 __all__ = [
     "SpeechData",
@@ -68,23 +67,13 @@ SPEAKERS_PREFIX = "speakers:"
 # Where the mels are
 
 
-def _writable(folder: Path) -> bool:
-    try:
-        mode = folder.stat().st_mode
-    except OSError:
-        return False
-    if not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
-        return False  # marked read-only: respected even where we could write (root)
-    return os.access(folder, os.W_OK)
-
-
 def auto_cache_dir(root: str | Path, cfg: RunConfig) -> Path:
     """The cache folder used for the audio folder ``root`` with ``cfg.audio``'s frontend."""
     root = Path(root)
     params = cache_params(cfg.audio)
     if is_manifest(root):  # beside the manifest, one cache per manifest
         params, root = {**params, "manifest": root.name}, root.parent
-    if _writable(root):
+    if writable_folder(root):
         key = json.dumps(params, sort_keys=True)
         return root / AUTO_CACHE_NAME / hashlib.sha256(key.encode()).hexdigest()[:16]
     key = json.dumps([params, str(root.resolve())], sort_keys=True)
