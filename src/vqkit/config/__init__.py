@@ -15,6 +15,7 @@ from vqkit.config.presets import (
     resolve_config,
 )
 from vqkit.config.schema import (
+    FRAME_KINDS,
     AudioConfig,
     DataConfig,
     ModelConfig,
@@ -26,6 +27,7 @@ from vqkit.config.schema import (
 
 __all__ = [
     "DEFAULT_PRESET",
+    "FRAME_KINDS",
     "PRESETS",
     "AudioConfig",
     "DataConfig",
