@@ -32,9 +32,8 @@ CODEC_TINY = ["model.hidden_channels=16", "model.residual_channels=8", "model.di
               "quantizer.codebook_size=16", "quantizer.dead_code_threshold=0"]
 
 
-def tiny_model(n_mels: int = 8, stages: int = 3, downsamples: int = 2,
-               kind: str = "temporal") -> TemporalVQVAE:
-    m = ModelConfig(kind=kind, hidden_channels=8, residual_channels=4, dim=4,
+def tiny_model(n_mels: int = 8, stages: int = 3, downsamples: int = 2) -> TemporalVQVAE:
+    m = ModelConfig(kind="temporal", hidden_channels=8, residual_channels=4, dim=4,
                     num_residual_layers=1, num_downsamples=downsamples)
     q = QuantizerConfig(kind="rvq", num_quantizers=stages, codebook_size=8,
                         quantizer_dropout=1.0)
@@ -47,11 +46,10 @@ def tiny_model(n_mels: int = 8, stages: int = 3, downsamples: int = 2,
 
 
 @settings(max_examples=15, deadline=None)
-@given(frames=st.integers(1, 41), downsamples=st.integers(1, 3), four=st.booleans(),
-       kind=st.sampled_from(["temporal", "frames"]))
-def test_any_length_comes_back_with_the_same_frames(frames, downsamples, four, kind):
+@given(frames=st.integers(1, 41), downsamples=st.integers(1, 3), four=st.booleans())
+def test_any_length_comes_back_with_the_same_frames(frames, downsamples, four):
     torch.manual_seed(0)
-    model = tiny_model(downsamples=downsamples, kind=kind).eval()
+    model = tiny_model(downsamples=downsamples).eval()
     x = torch.randn(2, 1, 8, frames) if four else torch.randn(2, 8, frames)
     y, out = model(x)
     assert y.shape == x.shape  # no frame lost or invented
@@ -62,29 +60,17 @@ def test_any_length_comes_back_with_the_same_frames(frames, downsamples, four, k
     assert torch.equal(model.decode(codes, frames), y)
 
 
-@pytest.mark.parametrize("kind", ["temporal", "frames"])
-def test_wrong_inputs_are_refused(kind):
-    model = tiny_model(kind=kind)
+def test_wrong_inputs_are_refused():
+    model = tiny_model()
     for bad in (torch.randn(2, 9, 12), torch.randn(2, 2, 8, 12), torch.randn(8, 12)):
         with pytest.raises(ValueError, match="expected input"):
             model(bad)
-
-
-def test_frame_codes_need_mel_bins_divisible_by_the_stride():
-    with pytest.raises(ValueError, match="n_mels \\(12\\) must be divisible by"):
-        tiny_model(n_mels=12, downsamples=3, kind="frames")
-    cfg = get_preset("l2arctic-codec")
-    cfg.model.kind = "frames"
-    assert code_rows(cfg, 4) == 1  # one code vector per code frame, like the temporal model
 
 
 def test_temporal_models_code_speech_only():
     cfg = RunConfig(task="image")
     cfg.model.kind = "temporal"
     with pytest.raises(ConfigError, match="model.kind 'temporal'.*task 'speech'"):
-        cfg.validate()
-    cfg.model.kind = "frames"
-    with pytest.raises(ConfigError, match="model.kind 'frames'.*task 'speech'"):
         cfg.validate()
     with pytest.raises(ConfigError, match="model.kind"):
         RunConfig.from_dict({"task": "speech", "model": {"kind": "1d"}})

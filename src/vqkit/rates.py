@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from vqkit.config import FRAME_KINDS, AudioConfig, RunConfig
+from vqkit.config import AudioConfig, RunConfig
 
 __all__ = ["bitrate_bps", "bits_per_code", "bits_per_pixel", "bits_per_second", "code_rows",
            "frame_rate_hz"]
@@ -53,7 +53,7 @@ def frame_rate_hz(cfg: AudioConfig | RunConfig) -> float:
 def code_rows(cfg: AudioConfig | RunConfig, downsampling: int) -> int:
     """Code positions per code column: ``n_mels / d`` for the 2-D model, 1 for the temporal
     model (``model.kind = "temporal"``, which needs a RunConfig to be recognised)."""
-    if isinstance(cfg, RunConfig) and cfg.model.kind in FRAME_KINDS:
+    if isinstance(cfg, RunConfig) and cfg.model.kind == "temporal":
         return 1
     return _audio(cfg).n_mels // downsampling
 

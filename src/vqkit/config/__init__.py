@@ -15,7 +15,6 @@ from vqkit.config.presets import (
     resolve_config,
 )
 from vqkit.config.schema import (
-    FRAME_KINDS,
     AudioConfig,
     DataConfig,
     ModelConfig,
@@ -27,7 +26,6 @@ from vqkit.config.schema import (
 
 __all__ = [
     "DEFAULT_PRESET",
-    "FRAME_KINDS",
     "PRESETS",
     "AudioConfig",
     "DataConfig",

@@ -59,19 +59,13 @@ class AudioConfig:
     griffin_lim_momentum: float = rule(0.99, min=0, lt=1)
 
 
-# speech model kinds with one code vector (per stage) per code frame
-FRAME_KINDS = ("temporal", "frames")
-
-
 @dataclass
 class ModelConfig:
     """Convolutional VQ-VAE; the defaults are the thesis model."""
 
     # "conv2d": the thesis's 2-D model (images, mel tiles); "temporal": 1-D convolutions over
-    # time with the mel bins as channels (speech only; one code per stage per code frame);
-    # "frames": the 2-D convolutions, the code grid's frequency axis folded into one code
-    # vector per code frame (speech only)
-    kind: str = rule("conv2d", choices=("conv2d", "temporal", "frames"))
+    # time with the mel bins as channels (speech only; one code per stage per code frame)
+    kind: str = rule("conv2d", choices=("conv2d", "temporal"))
     in_channels: int = rule(3, min=1)
     hidden_channels: int = rule(128, min=2)
     num_residual_layers: int = rule(2, min=0)
@@ -202,9 +196,9 @@ class RunConfig:
                     check_rule(getattr(value, g.name), g.metadata, f"{source}: {f.name}.{g.name}")
             else:
                 check_rule(value, f.metadata, f"{source}: {f.name}")
-        if self.model.kind in FRAME_KINDS and self.task != "speech":
-            raise ConfigError(f"{source}: model.kind {self.model.kind!r} codes mel spectrograms; "
-                              f"it needs task 'speech', not {self.task!r}")
+        if self.model.kind == "temporal" and self.task != "speech":
+            raise ConfigError(f"{source}: model.kind 'temporal' codes mel spectrograms; it needs "
+                              f"task 'speech', not {self.task!r}")
         a = self.audio
         if a.win_length > a.n_fft:
             raise ConfigError(f"{source}: audio.win_length ({a.win_length}) must be at most "

@@ -9,7 +9,6 @@ import torch
 from vqkit.checkpoint import load_checkpoint
 from vqkit.config import RunConfig
 from vqkit.errors import VQKitError
-from vqkit.models.frames import FrameVQVAE
 from vqkit.models.prior import CodePrior
 from vqkit.models.temporal import TemporalVQVAE
 from vqkit.models.vqvae import build_model
@@ -17,14 +16,12 @@ from vqkit.models.vqvae import build_model
 
 def model_for(cfg: RunConfig) -> torch.nn.Module:
     """A fresh (untrained) model of the kind ``cfg`` describes: the 2-D VQ-VAE for image and
-    speech runs, the temporal and frame-code ones (``model.kind`` "temporal", "frames") for
-    speech, the code prior for prior runs. New model kinds register here."""
+    speech runs, the temporal one (``model.kind = "temporal"``) for speech, the code prior for
+    prior runs. New model kinds register here."""
     if cfg.task == "prior":
         return CodePrior(cfg.prior)
     if cfg.model.kind == "temporal":
         return TemporalVQVAE(cfg.model, cfg.quantizer, cfg.audio.n_mels)
-    if cfg.model.kind == "frames":
-        return FrameVQVAE(cfg.model, cfg.quantizer, cfg.audio.n_mels)
     return build_model(cfg.model, cfg.quantizer)
 
 

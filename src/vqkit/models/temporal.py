@@ -55,31 +55,20 @@ class TemporalVQVAE(nn.Module):
                  n_mels: int) -> None:
         super().__init__()
         self.config, self.n_mels = model, n_mels
-        self.encoder = self.build_encoder(model, n_mels)
-        self.quantizer = (
-            quantizer if isinstance(quantizer, Quantizer) else build_quantizer(quantizer, model.dim)
-        )
-        self.decoder = self.build_decoder(model, n_mels)
-
-    @staticmethod
-    def build_encoder(model: ModelConfig, n_mels: int) -> nn.Module:
-        """(B, n_mels, T) -> (B, dim, T / stride): 1-D residual convolutions over time."""
         h, r, n = model.hidden_channels, model.residual_channels, model.num_residual_layers
         enc: list[nn.Module] = [nn.Conv1d(n_mels, h, 7, padding=3), *_stack(h, r, n)]
         for _ in range(model.num_downsamples):
             enc += [nn.ReLU(), nn.Conv1d(h, h, 4, stride=2, padding=1), *_stack(h, r, n)]
         enc += [nn.ReLU(), nn.Conv1d(h, model.dim, 1)]
-        return nn.Sequential(*enc)
-
-    @staticmethod
-    def build_decoder(model: ModelConfig, n_mels: int) -> nn.Module:
-        """(B, dim, T') -> (B, n_mels, T' * stride)."""
-        h, r, n = model.hidden_channels, model.residual_channels, model.num_residual_layers
+        self.encoder = nn.Sequential(*enc)
+        self.quantizer = (
+            quantizer if isinstance(quantizer, Quantizer) else build_quantizer(quantizer, model.dim)
+        )
         dec: list[nn.Module] = [nn.Conv1d(model.dim, h, 3, padding=1), *_stack(h, r, n)]
         for _ in range(model.num_downsamples):
             dec += [nn.ReLU(), nn.ConvTranspose1d(h, h, 4, stride=2, padding=1), *_stack(h, r, n)]
         dec += [nn.ReLU(), nn.Conv1d(h, n_mels, 7, padding=3)]
-        return nn.Sequential(*dec)
+        self.decoder = nn.Sequential(*dec)
 
     @property
     def downsampling(self) -> int:
