@@ -85,6 +85,19 @@ def test_sampling_is_deterministic_for_a_seed_and_respects_top_k():
     assert torch.equal(logits.argmax(-1), greedy)
 
 
+@pytest.mark.parametrize("guidance", [0.0, 3.0])
+def test_guided_sampling_draws_from_the_guided_logits(guidance):
+    model = tiny_prior()
+    labels = torch.tensor([0, 1, 2])
+    greedy = sample_tokens(model, 3, labels=labels, top_k=1, guidance=guidance,
+                           generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        cond, uncond = model(greedy, labels), model(greedy, torch.full((3,), -1))
+    assert torch.equal((uncond + guidance * (cond - uncond)).argmax(-1), greedy)
+    if guidance == 0.0:  # no class at all: the unconditional model's greedy decoding
+        assert torch.equal(greedy, sample_tokens(model, 3, top_k=1))
+
+
 @pytest.fixture
 def vq_run(tmp_path, cifar_root, tiny_image_config):
     from vqkit.training.train import train
@@ -171,6 +184,8 @@ def test_cli_trains_evaluates_and_samples_a_prior(tmp_path, vq_run, capsys):
     for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     capsys.readouterr()
+    assert main(["sample", str(out), "--n", "2", "--guidance", "3", "--out",
+                 str(tmp_path / "g")]) == 0
     assert main(["sample", str(out), "--class", "nope", "--out", str(tmp_path / "c")]) == 2
     assert main(["train", "prior", "--out", str(tmp_path / "x")]) == 2
     assert main(["train", "prior", str(out), "--out", str(tmp_path / "y")]) == 2

@@ -18,6 +18,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--class", dest="class_name", metavar="NAME", help="only this class")
     p.add_argument("--temperature", type=float, default=1.0, help="divide the logits by T")
     p.add_argument("--top-k", type=int, default=0, help="keep the K likeliest codes (0: all)")
+    p.add_argument("--guidance", type=float, default=1.0,
+                   help="classifier-free guidance of a class-conditional prior (default 1: "
+                        "none; e.g. 3 draws samples more typical of their class)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG files")
     p.set_defaults(func=run)
@@ -27,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from vqkit.codes.sample import sample_prior
 
     res = sample_prior(args.run_dir, args.out, n=args.n, class_name=args.class_name,
-                       temperature=args.temperature, top_k=args.top_k, seed=args.seed,
+                       temperature=args.temperature, top_k=args.top_k,
+                       guidance=args.guidance, seed=args.seed,
                        which=args.checkpoint)
     print(f"wrote {len(res['files'])} samples and {res['grid']}")
     return 0

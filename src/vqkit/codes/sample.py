@@ -21,21 +21,24 @@ __all__ = ["sample_prior"]
 @torch.no_grad()
 def sample_prior(prior_run: str | Path, out_dir: str | Path, *, n: int = 64,
                  class_name: str | None = None, temperature: float = 1.0, top_k: int = 0,
-                 seed: int = 0, which: str = "best") -> dict:
+                 guidance: float = 1.0, seed: int = 0, which: str = "best") -> dict:
     """Draw ``n`` samples on the CPU and write ``<i>.png`` and ``grid.png`` (a class-conditional
     prior without ``class_name``: the classes in turn, one per grid row of 8) into
-    ``out_dir``. The same ``seed`` gives the same files.
+    ``out_dir``. The same ``seed`` gives the same files. ``guidance``: classifier-free guidance
+    (:func:`sample_tokens`; class-conditional priors only).
 
     Returns ``{"files": [...], "grid": path, "labels": [...], "codes": array (n, H', W'[, K])}``.
     """
     if n < 1:
         raise VQKitError("--n: must be at least 1")
-    if temperature <= 0 or top_k < 0:
-        raise VQKitError("--temperature must be above 0 and --top-k at least 0")
+    if temperature <= 0 or top_k < 0 or guidance < 0:
+        raise VQKitError("--temperature must be above 0, --top-k and --guidance at least 0")
     prior, cfg = load_model(prior_run, which, "cpu", kind="prior")
     describe_vqvae(cfg)
     p = cfg.prior
     names = p.class_names if p.class_conditional else []
+    if guidance != 1.0 and not names:
+        raise VQKitError(f"--guidance: {prior_run} is not class-conditional")
     if class_name is not None:
         if class_name not in names:
             known = ", ".join(names) if names else "none: the prior is unconditional"
@@ -46,7 +49,7 @@ def sample_prior(prior_run: str | Path, out_dir: str | Path, *, n: int = 64,
     else:
         labels = torch.full((n,), -1)
     tokens = sample_tokens(prior, n, labels=labels, temperature=temperature, top_k=top_k,
-                           generator=torch.Generator().manual_seed(seed))
+                           guidance=guidance, generator=torch.Generator().manual_seed(seed))
     codes = tokens_to_codes(tokens, p.grid, p.num_quantizers)
     vqvae, _ = load_model(p.run, p.checkpoint, "cpu", kind="vqvae")
     images = np.stack([model_output_to_pixels(x) for x in vqvae.decode(codes)])

@@ -176,16 +176,27 @@ def filter_logits(logits: Tensor, temperature: float = 1.0, top_k: int = 0) -> T
 
 @torch.no_grad()
 def sample_tokens(model: CodePrior, n: int, *, labels: Tensor | None = None,
-                  temperature: float = 1.0, top_k: int = 0,
+                  temperature: float = 1.0, top_k: int = 0, guidance: float = 1.0,
                   generator: torch.Generator | None = None) -> Tensor:
     """``n`` token sequences (n, L) drawn incrementally (key/value cache); the same
-    ``generator`` state gives the same samples."""
+    ``generator`` state gives the same samples. ``guidance`` != 1 (classifier-free guidance,
+    class-conditional models with ``labels``) draws from ``u + guidance * (c - u)``, ``c`` and
+    ``u`` the class and "no class" logits: above 1 the samples look more like their class."""
     model.eval()
-    cache = model.new_cache(n)
+    guided = guidance != 1.0 and labels is not None and model.num_classes > 0
+    if guided:
+        labels = torch.cat([labels, torch.full_like(labels, -1)])
+    batch = 2 * n if guided else n
+    cache = model.new_cache(batch)
     prev, out = None, []
     for _ in range(model.length):
-        logits = filter_logits(model.step(prev, labels, cache, n).float(), temperature, top_k)
-        prev = torch.multinomial(logits.softmax(-1).cpu(), 1, generator=generator)[:, 0]
-        prev = prev.to(model.pos.device)
-        out.append(prev)
+        logits = model.step(prev, labels, cache, batch).float()
+        if guided:
+            cond, uncond = logits[:n], logits[n:]
+            logits = uncond + guidance * (cond - uncond)
+        logits = filter_logits(logits, temperature, top_k)
+        token = torch.multinomial(logits.softmax(-1).cpu(), 1, generator=generator)[:, 0]
+        token = token.to(model.pos.device)
+        out.append(token)
+        prev = torch.cat([token, token]) if guided else token
     return torch.stack(out, dim=1)
