@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from vqkit.audio.pipeline import (
     model_output_to_mel_db,
     prepare_mel_db,
 )
-from vqkit.config import RunConfig
+from vqkit.config import AudioConfig, RunConfig
 from vqkit.data.speech import open_speech_cache, select_ids, source_path
 from vqkit.evaluation.artifacts import Evaluation, SpeechSample
 from vqkit.evaluation.reconstruct import reconstruct_audio
@@ -137,24 +138,11 @@ def evaluate_speech(
     plot_at = ({int(round(k)) for k in np.linspace(0, len(ids) - 1, n_plot)} if n_plot
                else set())
     plots: dict[int, tuple[str, np.ndarray, np.ndarray]] = {}
-
-    counts = torch.zeros(q.num_quantizers, q.codebook_size, dtype=torch.long)
-    sq_sum = l1_sum = 0.0
-    n_values = n_frames = n_samples = 0
+    totals = _Totals(torch.zeros(q.num_quantizers, q.codebook_size, dtype=torch.long))
     groups = StoiGroups(a.sample_rate)
     for c0 in range(0, len(ids), _CHUNK):
         chunk = ids[c0:c0 + _CHUNK]
-        waves, norms, infos, mels = [], [], [], []
-        for utt in chunk:
-            e = cache.entries[utt]
-            y = load_audio(source_path(cache, source_root, utt), sample_rate=a.sample_rate,
-                           start_s=e.start_s, end_s=e.end_s)
-            mel_db = cache.load(utt)
-            norm, info = prepare_mel_db(mel_db, a, n_samples=len(y))
-            waves.append(y[:info.n_samples])
-            norms.append(norm)
-            infos.append(info)
-            mels.append(mel_db[:, :info.n_frames])
+        waves, norms, infos, mels = _load_chunk(cache, source_root, chunk, a)
         recon: list[np.ndarray | None] = [None] * len(chunk)
         oracle: list[np.ndarray | None] = [None] * len(chunk)
         order = sorted(range(len(chunk)), key=lambda k: (infos[k].n_frames, k))
@@ -164,17 +152,10 @@ def evaluate_speech(
             x, mask = batch_model_input([norms[k] for k in idx], frames=frames, multiple=down)
             x, mask = x.to(device), mask.to(device)
             x_hat, out = model(x)
-            m = mask.expand_as(x).float()
-            sq_sum += float(((x_hat.float() - x) ** 2 * m).sum())
-            n_values += int(m.sum())
-            db_hat = model_output_to_mel_db(x_hat, a, binfos)  # (B, n_mels, T)
-            db_target = model_output_to_mel_db(x, a, binfos)
-            l1_sum += float(((db_hat - db_target).abs() * m[:, 0]).sum())
-            counts += code_histogram(real_codes(out.codes, mask, down), q.codebook_size,
-                                     q.num_quantizers)
+            db_hat = totals.add(x, x_hat, mask, real_codes(out.codes, mask, down), a, binfos)
             lengths = [len(waves[k]) for k in idx]
-            T = x.shape[-1]
-            true_db = torch.stack([torch.from_numpy(pad_or_cut_frames(mels[k], T, FLOOR_DB))
+            true_db = torch.stack([torch.from_numpy(pad_or_cut_frames(mels[k], x.shape[-1],
+                                                                      FLOOR_DB))
                                    for k in idx]).to(device)
             cached = oracle_cache is not None and all(chunk[k] in oracle_cache for k in idx)
             oracle_waves = ([oracle_cache[chunk[k]] for k in idx] if cached  # type: ignore[index]
@@ -189,18 +170,67 @@ def evaluate_speech(
                     n = binfos[j].n_frames
                     plots[c0 + k] = (chunk[k], mels[k], db_hat[j, :, :n].cpu().numpy())
         for k in range(len(chunk)):
-            n_frames += infos[k].n_frames
-            n_samples += len(waves[k])
+            totals.n_frames += infos[k].n_frames
+            totals.n_samples += len(waves[k])
             groups.add(waves[k], recon[k], oracle[k])
     groups.finish()
+    metrics = _metrics(totals, groups, q, cfg, down, len(ids))
+    samples = [_sample(model, cfg, cache, source_root, utt) for utt in ids[:n_examples]]
+    if run_dir is not None:
+        _write_figures(Path(run_dir), plots, a)
+    return Evaluation(metrics, totals.counts.numpy(), samples)
 
+
+@dataclass
+class _Totals:
+    """Sums over the real frames of every batch."""
+
+    counts: torch.Tensor  # (num_quantizers, codebook_size) code histogram
+    sq_sum: float = 0.0
+    l1_sum: float = 0.0
+    n_values: int = 0
+    n_frames: int = 0
+    n_samples: int = 0
+
+    def add(self, x: torch.Tensor, x_hat: torch.Tensor, mask: torch.Tensor,
+            codes: torch.Tensor, a: AudioConfig, infos: list) -> torch.Tensor:
+        """Add a batch's errors and codes; returns the reconstruction in dB (B, n_mels, T)."""
+        m = mask.expand_as(x).float()
+        self.sq_sum += float(((x_hat.float() - x) ** 2 * m).sum())
+        self.n_values += int(m.sum())
+        db_hat = model_output_to_mel_db(x_hat, a, infos)
+        db_target = model_output_to_mel_db(x, a, infos)
+        self.l1_sum += float(((db_hat - db_target).abs() * m[:, 0]).sum())
+        self.counts += code_histogram(codes, self.counts.shape[1], self.counts.shape[0])
+        return db_hat
+
+
+def _load_chunk(cache, source_root, chunk: list[str],
+                a: AudioConfig) -> tuple[list, list, list, list]:
+    """Waveforms, normalised mels, their infos and the cached mels in dB of ``chunk``."""
+    waves, norms, infos, mels = [], [], [], []
+    for utt in chunk:
+        e = cache.entries[utt]
+        y = load_audio(source_path(cache, source_root, utt), sample_rate=a.sample_rate,
+                       start_s=e.start_s, end_s=e.end_s)
+        mel_db = cache.load(utt)
+        norm, info = prepare_mel_db(mel_db, a, n_samples=len(y))
+        waves.append(y[:info.n_samples])
+        norms.append(norm)
+        infos.append(info)
+        mels.append(mel_db[:, :info.n_frames])
+    return waves, norms, infos, mels
+
+
+def _metrics(t: _Totals, groups: StoiGroups, q, cfg: RunConfig, down: int,
+             n_utterances: int) -> dict[str, Any]:
     used = int(getattr(q, "stages_used", q.num_quantizers))
-    perplexity, usage = histogram_stats(counts[:used])  # the stages the codes used
+    perplexity, usage = histogram_stats(t.counts[:used])  # the stages the codes used
     scores = groups.means()
     stoi, stoi_oracle = scores["stoi"], scores["stoi_oracle"]
-    metrics = {
-        "mel_mse": sq_sum / max(1, n_values),
-        "mel_l1_db": l1_sum / max(1, n_values),
+    return {
+        "mel_mse": t.sq_sum / max(1, t.n_values),
+        "mel_l1_db": t.l1_sum / max(1, t.n_values),
         "perplexity": perplexity,
         "codebook_usage": usage,
         "codebook_size": q.codebook_size,
@@ -212,26 +242,28 @@ def evaluate_speech(
         "stages": used,
         "stoi_groups": len(groups.stoi),
         "stoi_utterances": groups.utterances,
-        "n_utterances": len(ids),
-        "n_frames": n_frames,
-        "audio_s": n_samples / a.sample_rate,
+        "n_utterances": n_utterances,
+        "n_frames": t.n_frames,
+        "audio_s": t.n_samples / cfg.audio.sample_rate,
         "bitrate_bps": bitrate_bps(cfg, downsampling=down, bits_per_code=q.bits_per_code),
     }
-    samples = []
-    for utt in ids[:n_examples]:
-        e = cache.entries[utt]
-        r = reconstruct_audio(model, cfg, load_audio(source_path(cache, source_root, utt),
-                                                     sample_rate=a.sample_rate,
-                                                     start_s=e.start_s, end_s=e.end_s))
-        samples.append(SpeechSample(utt, r.sample_rate, {
-            "original": r.original, "oracle": r.oracle, "reconstruction": r.reconstruction},
-            r.mel, r.mel_hat))
-    if run_dir is not None:
-        run_dir = Path(run_dir)
-        if plots:
-            shown = [plots[k] for k in sorted(plots)]
-            plot_mel_comparison([s[1] for s in shown], [s[2] for s in shown],
-                                run_dir / "speech_reconstruction.png", a,
-                                titles=[s[0] for s in shown])
-        plot_speech_loss(run_dir / "metrics.jsonl", run_dir / "speech_loss.png")
-    return Evaluation(metrics, counts.numpy(), samples)
+
+
+def _sample(model, cfg: RunConfig, cache, source_root, utt: str) -> SpeechSample:
+    """One utterance through the model alone, as ``vqkit reconstruct`` does."""
+    e = cache.entries[utt]
+    r = reconstruct_audio(model, cfg, load_audio(source_path(cache, source_root, utt),
+                                                 sample_rate=cfg.audio.sample_rate,
+                                                 start_s=e.start_s, end_s=e.end_s))
+    return SpeechSample(utt, r.sample_rate, {"original": r.original, "oracle": r.oracle,
+                                             "reconstruction": r.reconstruction},
+                        r.mel, r.mel_hat)
+
+
+def _write_figures(run_dir: Path, plots: dict, a: AudioConfig) -> None:
+    if plots:
+        shown = [plots[k] for k in sorted(plots)]
+        plot_mel_comparison([s[1] for s in shown], [s[2] for s in shown],
+                            run_dir / "speech_reconstruction.png", a,
+                            titles=[s[0] for s in shown])
+    plot_speech_loss(run_dir / "metrics.jsonl", run_dir / "speech_loss.png")
