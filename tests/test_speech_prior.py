@@ -1,0 +1,135 @@
+"""A prior over a speech run's codes: time order, variable lengths, the code cache from the
+run's mel cache, bits per second, sampling WAVs and compressed speech files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_evaluate import untrained_run
+from test_speech_training import TINY, write_corpus
+
+from vqkit.config import apply_overrides, get_preset
+from vqkit.config.schema import PriorConfig
+from vqkit.data.codes import CodeData
+from vqkit.models.prior import CodePrior, codes_to_tokens, sample_tokens, tokens_to_codes
+
+
+def time_prior(rows: int = 2, stages: int = 2, frames: int = 4, seed: int = 0) -> CodePrior:
+    torch.manual_seed(seed)
+    return CodePrior(PriorConfig(dim=16, layers=2, heads=2, dropout=0.0, codebook_size=7,
+                                 num_quantizers=stages, grid=[rows, frames], order="time")).eval()
+
+
+def test_time_order_reads_frame_by_frame_with_stages_innermost():
+    codes = torch.randint(0, 9, (3, 2, 5, 2))  # (B, F', T', K)
+    tokens = codes_to_tokens(codes, "time")
+    assert tokens[0, 0] == codes[0, 0, 0, 0] and tokens[0, 1] == codes[0, 0, 0, 1]
+    assert tokens[0, 2] == codes[0, 1, 0, 0] and tokens[0, 4] == codes[0, 0, 1, 0]
+    assert torch.equal(tokens_to_codes(tokens, [2, 99], 2, "time"), codes)
+    one = torch.randint(0, 9, (1, 1, 6))  # temporal model, one stage: (B, 1, T')
+    assert torch.equal(tokens_to_codes(codes_to_tokens(one, "time"), [1, 0], 1, "time"), one)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 15), st.integers(1, 4), st.integers(0, 2**31 - 1))
+def test_time_order_prior_is_causal_for_any_length(i, frames, seed):
+    model = time_prior()
+    n = frames * model.frame_tokens
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, 7, (2, n), generator=g)
+    i = i % n
+    changed = tokens.clone()
+    changed[:, i:] = torch.randint(0, 7, changed[:, i:].shape, generator=g)
+    with torch.no_grad():
+        a, b = model(tokens), model(changed)
+    torch.testing.assert_close(a[:, :i + 1], b[:, :i + 1], rtol=0, atol=1e-6)
+
+
+def test_kv_cache_equals_the_full_pass_and_lengths_are_whole_frames():
+    model = time_prior()
+    tokens = torch.randint(0, 7, (3, 3 * model.frame_tokens))
+    with torch.no_grad():
+        full = model(tokens)
+        cache = model.new_cache(3)
+        steps = [model.step(None if t == 0 else tokens[:, t - 1], None, cache, 3)
+                 for t in range(tokens.shape[1])]
+    torch.testing.assert_close(torch.stack(steps, 1), full, rtol=1e-5, atol=1e-5)
+    g = torch.Generator().manual_seed(1)
+    a = sample_tokens(model, 2, length=8, generator=g)
+    assert a.shape == (2, 8)
+    assert torch.equal(a, sample_tokens(model, 2, length=8, generator=torch.Generator()
+                                        .manual_seed(1)))
+    for bad in (7, 0, model.length + model.frame_tokens):
+        with pytest.raises(ValueError, match="whole frames"):
+            sample_tokens(model, 1, length=bad)
+
+
+def test_varying_lengths_batch_by_length_and_resume_exactly():
+    lengths = torch.tensor([4, 8, 4, 12, 8, 12, 4, 4])
+    tokens = torch.arange(8)[:, None].repeat(1, 12)
+    data = CodeData(tokens, lengths=lengths)
+    batches = list(data.batches(2, epoch=3, seed=1))
+    assert sorted(int(i) for t, _, _ in batches for i in t[:, 0]) == list(range(8))
+    for t, _, n in batches:
+        assert t.shape[1] == int(n.max()) and len(set(n.tolist())) == 1  # equal lengths here
+    again = list(data.batches(2, epoch=3, seed=1, start=2))
+    for (a, _, _), (b, _, _) in zip(batches[2:], again, strict=True):
+        assert torch.equal(a, b)
+    assert [t[:, 0].tolist() for t, _, _ in data.batches(2, epoch=4, seed=1)] != [
+        t[:, 0].tolist() for t, _, _ in batches]
+
+
+def test_unigram_counts_real_codes_only():
+    from vqkit.evaluation.prior import unigram_bits
+
+    train = CodeData(torch.tensor([[0, 0, 9], [0, 1, 9]]), lengths=torch.tensor([2, 2]))
+    test = CodeData(torch.tensor([[1, 5]]), lengths=torch.tensor([1]))
+    assert unigram_bits(train, test, 10, 1) == pytest.approx(-np.log2(2 / 14))
+
+
+@pytest.fixture
+def speech_runs(tmp_path, monkeypatch):
+    """An untrained tiny 2-D speech run over a synthetic corpus (per-utterance hash split: every
+    speaker in train and val) and a prior trained one epoch over its codes."""
+    from vqkit.training.train import train
+
+    monkeypatch.setenv("VQKIT_DATA", str(tmp_path / "vqkit-data"))
+    corpus = write_corpus(tmp_path / "corpus")
+    cfg = get_preset("l2arctic")
+    apply_overrides(cfg, TINY + ["data.train_split=speakers:AAA,BBB",
+                                 "data.val_split=speakers:CCC"])
+    cfg.data.root = str(corpus)
+    run = untrained_run(tmp_path / "run", cfg)
+    pcfg = get_preset("prior")
+    pcfg.prior.run, pcfg.prior.dim, pcfg.prior.layers, pcfg.prior.heads = str(run), 16, 1, 2
+    t = pcfg.train
+    t.batch_size, t.epochs, t.warmup_steps, t.num_threads, t.log_every_steps = 4, 1, 0, 1, 1
+    train(pcfg, tmp_path / "prior", progress=False)
+    return run, tmp_path / "prior", corpus
+
+
+def test_speech_prior_trains_on_time_ordered_codes_and_reports_bits_per_second(speech_runs,
+                                                                              tmp_path):
+    from vqkit.cli import main
+
+    run, prior, corpus = speech_runs
+    cfg = json.loads((prior / "config.json").read_text())["prior"]
+    # 32 mel bins / 4 = 8 code rows per frame, 2 residual stages; frames: the longest utterance
+    assert cfg["order"] == "time" and cfg["grid"][0] == 8 and cfg["num_quantizers"] == 2
+    assert cfg["grid"][1] > 0 and cfg["class_names"] == []
+    cached = sorted(p.name.split("-")[0] for p in (prior / "code-cache").iterdir())
+    assert cached == ["train", "val"]
+    assert main(["evaluate", str(prior), "--split", "val", "--json", str(tmp_path / "m.json")]) == 0
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["items"] == 4 and m["raw_bits_per_code"] == 4  # 16 codes
+    rate = m["codes"] / m["seconds"]
+    assert m["raw_bits_per_second"] == pytest.approx(4 * rate)
+    assert m["bits_per_second"] == pytest.approx(m["bits_per_code"] * rate)
+    assert m["unigram_bits_per_second"] == pytest.approx(m["unigram_bits_per_code"] * rate)
+    # the 4 CCC utterances: 0.3 + 0.23 u s at 16 kHz
+    assert m["seconds"] == pytest.approx(sum(0.3 + 0.23 * u for u in range(4)), abs=1e-3)
