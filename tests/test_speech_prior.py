@@ -168,6 +168,16 @@ def test_speech_compress_with_the_prior_decompresses_to_what_reconstruct_writes(
         a, _ = sf.read(tmp_path / "d" / f"{stem}.wav", dtype="float32")
         b, _ = sf.read(tmp_path / "r" / f"{stem}.wav", dtype="float32")
         assert np.array_equal(a, b), w
+    # an utterance longer than any the prior trained on: one line, compress without --prior
+    from test_codes import write_tone
+
+    long = write_tone(tmp_path / "long.wav", 3.0, 16000)
+    capsys.readouterr()
+    assert main(["compress", str(run), "--prior", str(prior), str(long),
+                 "--out", str(tmp_path / "l.vqz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "long" in err and "compress without --prior" in err
+    assert not (tmp_path / "l.vqz").exists()
     # the achieved rate is the prior's negative log-likelihood of those codes (within 1%)
     from vqkit.codes.compress import compress_files
     from vqkit.codes.files import encode_files
