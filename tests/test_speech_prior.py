@@ -217,3 +217,45 @@ def test_speech_samples_are_wavs_deterministic_for_a_seed(speech_runs, tmp_path,
     capsys.readouterr()
     assert main(["sample", str(prior), "--seconds", "60", "--out", str(tmp_path / "c")]) == 2
     assert "--seconds 60" in capsys.readouterr().err
+
+
+def test_a_prior_over_the_temporal_models_codes(tmp_path, monkeypatch, capsys):
+    """The temporal model's codes (1 row per frame, 18 stages): one frame = 18 tokens."""
+    import soundfile as sf
+
+    from vqkit.checkpoint import checkpoint_dir, save_checkpoint
+    from vqkit.cli import main
+    from vqkit.models import model_for
+    from vqkit.training.train import train
+
+    monkeypatch.setenv("VQKIT_DATA", str(tmp_path / "vqkit-data"))
+    corpus = write_corpus(tmp_path / "corpus")
+    cfg = get_preset("l2arctic-codec")
+    apply_overrides(cfg, TINY + ["quantizer.num_quantizers=3", "data.train_split=speakers:AAA,BBB",
+                                 "data.val_split=speakers:CCC"])
+    cfg.data.root = str(corpus)
+    torch.manual_seed(0)
+    model = model_for(cfg).eval()
+    for which in ("best", "last"):
+        save_checkpoint(checkpoint_dir(tmp_path / "run", which), model=model, config=cfg,
+                        state={}, meta={"step": 0, "epoch": 0})
+    cfg.save(tmp_path / "run" / "config.json")
+    pcfg = get_preset("prior")
+    pcfg.prior.run, pcfg.prior.dim, pcfg.prior.layers, pcfg.prior.heads = (
+        str(tmp_path / "run"), 16, 1, 2)
+    t = pcfg.train
+    t.batch_size, t.epochs, t.warmup_steps, t.num_threads = 4, 1, 0, 1
+    train(pcfg, tmp_path / "prior", progress=False)
+    p = json.loads((tmp_path / "prior" / "config.json").read_text())["prior"]
+    assert p["grid"][0] == 1 and p["num_quantizers"] == 3 and p["order"] == "time"
+    wavs = [str(corpus / "CCC" / "wav" / f"utt_{u}.wav") for u in (0, 3)]
+    assert main(["compress", str(tmp_path / "run"), "--prior", str(tmp_path / "prior"), *wavs,
+                 "--out", str(tmp_path / "t.vqz")]) == 0
+    assert main(["decompress", str(tmp_path / "t.vqz"), "--out", str(tmp_path / "d")]) == 0
+    assert main(["encode", str(tmp_path / "run"), *wavs, "--out", str(tmp_path / "c.npz")]) == 0
+    assert main(["decode", str(tmp_path / "run"), str(tmp_path / "c.npz"), "--out",
+                 str(tmp_path / "e")]) == 0
+    for u in (0, 3):
+        a, _ = sf.read(tmp_path / "d" / f"utt_{u}.wav", dtype="float32")
+        b, _ = sf.read(tmp_path / "e" / f"utt_{u}.wav", dtype="float32")
+        assert np.array_equal(a, b)
