@@ -259,3 +259,28 @@ def test_a_prior_over_the_temporal_models_codes(tmp_path, monkeypatch, capsys):
         a, _ = sf.read(tmp_path / "d" / f"utt_{u}.wav", dtype="float32")
         b, _ = sf.read(tmp_path / "e" / f"utt_{u}.wav", dtype="float32")
         assert np.array_equal(a, b)
+
+
+def test_a_speech_prior_resumes_exactly(speech_runs, tmp_path):
+    from vqkit.models import load_model
+    from vqkit.training.train import train
+
+    run = speech_runs[0]
+
+    def cfg(**kw):
+        c = get_preset("prior")
+        c.prior.run, c.prior.dim, c.prior.layers, c.prior.heads = str(run), 16, 1, 2
+        t = c.train
+        t.batch_size, t.epochs, t.warmup_steps, t.num_threads, t.log_every_steps = 3, 2, 0, 1, 1
+        for k, v in kw.items():
+            setattr(t, k, v)
+        return c
+
+    train(cfg(), tmp_path / "whole", progress=False)
+    # 8 utterances, batches of 3: step 4 stops inside the second epoch
+    assert train(cfg(max_steps=4), tmp_path / "part", progress=False).stopped == "max_steps"
+    train(None, tmp_path / "part", resume=True, progress=False)
+    a, _ = load_model(tmp_path / "whole", "last")
+    b, _ = load_model(tmp_path / "part", "last")
+    for (k, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y), k
