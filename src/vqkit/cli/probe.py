@@ -20,8 +20,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="data location (default: the one the run trained on)")
     p.add_argument("--train-split", default="train")
     p.add_argument("--split", default="val", help="held-out split (default val)")
-    p.add_argument("--max-train", type=int, default=10000, help="training images (default 10000)")
-    p.add_argument("--max-items", type=int, default=10000, help="held-out images (default 10000)")
+    p.add_argument("--max-train", type=int, default=10000,
+                   help="training images or utterances (default 10000)")
+    p.add_argument("--max-items", type=int, default=10000,
+                   help="held-out images or utterances (default 10000)")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.set_defaults(func=run)
 
