@@ -284,3 +284,46 @@ def test_a_speech_prior_resumes_exactly(speech_runs, tmp_path):
     b, _ = load_model(tmp_path / "part", "last")
     for (k, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(x, y), k
+
+
+@pytest.mark.parametrize("kind", ["transcript", "speaker"])
+def test_a_speech_prior_conditioned_on_transcripts_or_speakers(tmp_path, monkeypatch, capsys,
+                                                               kind):
+    from test_speech_training import SPEAKERS
+
+    from vqkit.cli import main
+    from vqkit.training.train import train
+
+    monkeypatch.setenv("VQKIT_DATA", str(tmp_path / "vqkit-data"))
+    corpus = write_corpus(tmp_path / "corpus")
+    for spk in SPEAKERS:
+        (corpus / spk / "transcript").mkdir()
+        for u in range(4):
+            (corpus / spk / "transcript" / f"utt_{u}.txt").write_text(["Yes", "no"][u % 2])
+    cfg = get_preset("l2arctic")
+    apply_overrides(cfg, TINY + ["data.train_split=speakers:AAA,BBB",
+                                 "data.val_split=speakers:CCC"])
+    cfg.data.root = str(corpus)
+    run = untrained_run(tmp_path / "run", cfg)
+    pcfg = get_preset("prior")
+    pcfg.prior.run, pcfg.prior.dim, pcfg.prior.layers, pcfg.prior.heads = str(run), 16, 1, 2
+    pcfg.prior.speech_classes = kind
+    t = pcfg.train
+    t.batch_size, t.epochs, t.warmup_steps, t.num_threads = 4, 1, 0, 1
+    train(pcfg, tmp_path / "prior", progress=False)
+    names = json.loads((tmp_path / "prior" / "config.json").read_text())["prior"]["class_names"]
+    assert names == (["no", "yes"] if kind == "transcript" else ["AAA", "BBB"])
+    val = next((tmp_path / "prior" / "code-cache").glob("val-*.npz"))
+    with np.load(val) as z:  # CCC: transcripts known, the speaker unseen in training
+        assert z["labels"].tolist() == ([1, 0, 1, 0] if kind == "transcript" else [-1] * 4)
+    assert main(["evaluate", str(tmp_path / "prior"), "--split", "val", "--json",
+                 str(tmp_path / "m.json")]) == 0
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["class_conditional"]
+    if kind == "transcript":
+        assert m["bits_per_code"] != m["bits_per_code_unconditional"]
+    else:  # speakers unseen in training are "no class"
+        assert m["bits_per_code"] == pytest.approx(m["bits_per_code_unconditional"])
+    assert main(["sample", str(tmp_path / "prior"), "--n", "2", "--seconds", "0.2",
+                 "--class", names[0], "--out", str(tmp_path / "s")]) == 0
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["0.wav", "1.wav"]

@@ -62,8 +62,14 @@ def describe_vqvae(cfg: RunConfig) -> RunConfig:
     sha = vqvae_sha256(p.run, p.checkpoint)
     if vq.task == "speech":  # frame by frame; the most frames: from the data (prior_setup)
         grid = [code_rows(vq, 2 ** vq.model.num_downsamples), p.grid[1]]
+        names = p.class_names  # read once, from the training split, when first described
+        if not p.vqvae_sha256:
+            from vqkit.codes.speech_cache import speech_class_names
+
+            names = (speech_class_names(vq, vq.data.train_split, p.speech_classes)
+                     if p.class_conditional and p.speech_classes != "none" else [])
         want = {"codebook_size": size, "num_quantizers": stages, "grid": grid,
-                "order": "time", "class_names": [], "vqvae_sha256": sha}
+                "order": "time", "class_names": list(names), "vqvae_sha256": sha}
     else:
         side = 32 // 2 ** vq.model.num_downsamples  # CIFAR-10 images are 32 x 32
         names = (load_image_split(vq.data.root or None, vq.data.val_split).class_names or []
@@ -134,7 +140,9 @@ def _encode_split(cfg: RunConfig, split: str, device: torch.device):
     if vq.task == "speech":
         from vqkit.codes.speech_cache import encode_speech_split
 
-        return encode_speech_split(model, vq, names.get(split, split), device)
+        return encode_speech_split(model, vq, names.get(split, split), device,
+                                   kind=p.speech_classes if p.class_names else "none",
+                                   names=p.class_names)
     data = load_image_split(vq.data.root or None, names.get(split, split))
     if data.images.shape[-2:] != (32, 32):
         raise DataError(f"{vq.data.root}: {split} images are not 32 x 32")

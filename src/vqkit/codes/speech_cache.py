@@ -23,7 +23,8 @@ from vqkit.data.speech import open_speech_cache, select_ids, source_path
 from vqkit.errors import VQKitError
 from vqkit.models.prior import codes_to_tokens
 
-__all__ = ["SpeechCodes", "encode_mels", "encode_speech_split", "load_speech_codes"]
+__all__ = ["SpeechCodes", "encode_mels", "encode_speech_split", "load_speech_codes",
+           "speech_class_names", "transcript_of"]
 
 BATCH = 64
 
@@ -37,6 +38,39 @@ class SpeechCodes:
                  mels: list[np.ndarray], seconds: list[float], sources: list[Path]) -> None:
         self.ids, self.speakers, self.codes = ids, speakers, codes
         self.mels, self.seconds, self.sources = mels, seconds, sources
+
+    def labels(self, kind: str) -> list[str | None]:
+        """Each utterance's ``"transcript"`` (None without one) or ``"speaker"``."""
+        if kind == "speaker":
+            return list(self.speakers)
+        return [transcript_of(Path(s)) for s in self.sources]
+
+
+def transcript_of(source: Path) -> str | None:
+    """The text of ``<SPK>/transcript/<utt>.txt`` beside ``<SPK>/wav/<utt>.wav`` (stripped,
+    lower case; the L2-ARCTIC layout), or None."""
+    path = source.parent.parent / "transcript" / f"{source.stem}.txt"
+    try:
+        return path.read_text(encoding="utf-8").strip().lower() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def speech_class_names(cfg: RunConfig, split: str, kind: str) -> list[str]:
+    """The classes (sorted) of ``split``'s utterances: their transcripts or speakers; a
+    VQKitError when an utterance has no transcript."""
+    cache, source_root = open_speech_cache(cfg, progress=False)
+    ids = select_ids(cache, split)
+    if kind == "speaker":
+        return sorted({cache.entries[i].speaker for i in ids})
+    names = set()
+    for i in ids:
+        text = transcript_of(source_path(cache, source_root, i))
+        if text is None:
+            raise VQKitError(f"{source_path(cache, source_root, i)}: no transcript "
+                             f"(<SPK>/transcript/<utt>.txt) for prior.speech_classes=transcript")
+        names.add(text)
+    return sorted(names)
 
 
 @torch.no_grad()
@@ -85,11 +119,16 @@ def load_speech_codes(model, cfg: RunConfig, split: str, device: torch.device, *
                        [source_path(cache, source_root, i) for i in ids])
 
 
-def encode_speech_split(model, cfg: RunConfig, split: str,
-                        device: torch.device) -> dict[str, np.ndarray]:
+def encode_speech_split(model, cfg: RunConfig, split: str, device: torch.device, *,
+                        kind: str = "none", names: list[str] | None = None
+                        ) -> dict[str, np.ndarray]:
     """The code cache's arrays for a speech split: ``tokens`` (all utterances' tokens in time
-    order, end to end; uint16), ``lengths``, ``seconds``, ``ids`` and ``labels`` (-1)."""
+    order, end to end; uint16), ``lengths``, ``seconds``, ``ids`` and ``labels`` (the index
+    of each utterance's ``kind`` of class in ``names``; -1: none or not among them)."""
     sc = load_speech_codes(model, cfg, split, device)
+    index = {n: i for i, n in enumerate(names or [])}
+    labels = ([index.get(v, -1) if v is not None else -1 for v in sc.labels(kind)]
+              if kind != "none" else [-1] * len(sc.ids))
     seqs = [codes_to_tokens(torch.from_numpy(c)[None], "time")[0].numpy() for c in sc.codes]
     flat = np.concatenate(seqs) if seqs else np.zeros(0, np.int64)
     if flat.size and int(flat.max()) >= 2 ** 16:
@@ -97,4 +136,4 @@ def encode_speech_split(model, cfg: RunConfig, split: str,
     return {"tokens": flat.astype(np.uint16),
             "lengths": np.array([s.size for s in seqs], dtype=np.int64),
             "seconds": np.array(sc.seconds, dtype=np.float64),
-            "ids": np.array(sc.ids, dtype=str), "labels": np.full(len(seqs), -1, np.int64)}
+            "ids": np.array(sc.ids, dtype=str), "labels": np.array(labels, dtype=np.int64)}

@@ -156,6 +156,9 @@ class PriorConfig:
     # probability of training a sample with the "no class" token (unconditional sampling and
     # compression of files whose class is unknown use it)
     class_dropout: float = rule(0.1, min=0, max=1)
+    # speech: the class of an utterance, "none" (unconditional), "transcript" (the text of
+    # <SPK>/transcript/<utt>.txt, e.g. FSDD's digit) or "speaker"
+    speech_classes: str = rule("none", choices=("none", "transcript", "speaker"))
     codebook_size: int = rule(0, min=0)  # codes per stage of the VQ-VAE
     num_quantizers: int = rule(0, min=0)  # residual stages per position
     grid: list[int] = rule([0, 0], min=0)  # code grid (rows, columns) in raster order

@@ -11,7 +11,6 @@ L2-ARCTIC layout; FSDD's spoken digit) and the speaker (the first folder level).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -51,18 +50,10 @@ def speech_features(model, sc: SpeechCodes) -> dict[str, torch.Tensor]:
             "mels": torch.stack(mels)}
 
 
-def _transcript(source: Path) -> str | None:
-    path = source.parent.parent / "transcript" / f"{source.stem}.txt"
-    try:
-        return path.read_text(encoding="utf-8").strip().lower() or None
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
 def speech_labels(sc: SpeechCodes) -> dict[str, list[str] | None]:
     """``{"transcript": transcripts (None when an utterance has none), "speaker": speakers}``."""
-    words = [_transcript(Path(s)) for s in sc.sources]
-    return {"transcript": None if any(w is None for w in words) else words,
+    words = sc.labels("transcript")
+    return {"transcript": None if any(w is None for w in words) else words,  # type: ignore
             "speaker": list(sc.speakers)}
 
 
