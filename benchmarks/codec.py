@@ -1,4 +1,5 @@
-"""Rate-distortion on CIFAR-10 val: vqkit (range-coded codes) against JPEG and WebP (Pillow).
+"""Rate-distortion: vqkit (range-coded codes) against JPEG and WebP (Pillow) on CIFAR-10 val;
+for a speech run, bits per second (raw code rate, unigram-coded, prior-coded) against STOI.
 
 For the first ``--n`` val images: JPEG and WebP swept over quality, and vqkit's reconstruction
 at its operating rate, coded with the prior (``--prior``) and with the adaptive unigram model.
@@ -9,6 +10,15 @@ one file, so its per-image share is the file's header divided by ``--n``).
     python benchmarks/codec.py --run /work/runs/cifar10-5ep --prior runs/prior-5ep \\
         --data ../shared/data --n 500 --json benchmarks/results/codec.json \\
         --plot docs/codec-rate-distortion.png
+
+Speech (``--run`` a speech run): the first ``--n`` utterances of ``--split`` (the run's data)
+compressed with the prior and with the adaptive unigram, decompressed, and scored by STOI
+against the original recordings (over groups of at least 1 s, as ``vqkit evaluate``), beside
+the Griffin-Lim ceiling (STOI of the true mel's Griffin-Lim audio); both files decode to the
+same codes, so to the same audio:
+
+    python benchmarks/codec.py --run /work/runs/fsdd-11b --prior /work/runs/fsdd-11b-prior \
+        --split test --n 200 --json benchmarks/results/codec-speech.json
 """
 
 from __future__ import annotations
@@ -16,11 +26,13 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 from PIL import Image
 
@@ -115,12 +127,70 @@ def plot(points: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def speech_points(run: str, prior: str | None, split: str, n: int, work: Path) -> dict:
+    """Bits per second of the compressed files and STOI of their decoded audio."""
+    from vqkit.data.speech import open_speech_cache, select_ids, source_path
+    from vqkit.evaluation.reconstruct import read_audio, reconstruct_audio
+    from vqkit.evaluation.speech_scores import StoiGroups
+    from vqkit.models import load_model
+    from vqkit.utils import unique_stems
+
+    model, cfg = load_model(run, kind="vqvae")
+    cache, root = open_speech_cache(cfg, progress=False)
+    paths = [source_path(cache, root, i) for i in select_ids(cache, split)[:n]]
+    names = unique_stems(paths)
+    decoded, points = {}, []
+    for name, p in [("vqkit+prior", prior), ("vqkit+unigram", None)]:
+        if name == "vqkit+prior" and p is None:
+            continue
+        r = compress_files(run, paths, work / f"{name}.vqz", prior_run=p)
+        decompress_file(work / f"{name}.vqz", work / name)
+        decoded[name] = [sf.read(work / name / f"{s}.wav", dtype="float32")[0] for s in names]
+        if not points:
+            points.append({"codec": "vqkit raw", "bps_payload": r["raw_rate"],
+                           "bps_file": r["raw_rate"],
+                           "bits_per_code": math.log2(r["codebook_size"])})
+        points.append({"codec": name, "bps_payload": r["rate"], "bps_file": r["file_rate"],
+                       "bits_per_code": r["bits_per_code"]})
+    first = next(iter(decoded.values()))
+    same = all(np.array_equal(a, b) for d in decoded.values() for a, b in zip(first, d,
+                                                                               strict=True))
+    scores = StoiGroups(cfg.audio.sample_rate)
+    for p, y_hat in zip(paths, first, strict=True):
+        rec = reconstruct_audio(model, cfg, read_audio(p, cfg))
+        scores.add(rec.original, y_hat, rec.oracle)
+    scores.finish()
+    m = scores.means()
+    for pt in points:
+        pt.update(stoi=m["stoi"], stoi_oracle=m["stoi_oracle"])
+    return {"task": "speech", "run": run, "prior": prior, "split": split,
+            "n_utterances": len(paths), "identical_decodes": same,
+            "stoi_groups": len(scores.stoi), "points": points}
+
+
+def speech_main(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory() as work:
+        res = speech_points(args.run, args.prior, args.split, args.n, Path(work))
+    print(f"{res['n_utterances']} {args.split} utterances; STOI over {res['stoi_groups']} groups "
+          f"of >= 1 s")
+    print(f"{'codec':<14} {'bit/s payload':>13} {'bit/s file':>10} {'bits/code':>9} {'STOI':>6} "
+          f"{'oracle':>6}")
+    for p in res["points"]:
+        print(f"{p['codec']:<14} {p['bps_payload']:>13.1f} {p['bps_file']:>10.1f} "
+              f"{p['bits_per_code']:>9.3f} {p['stoi']:>6.3f} {p['stoi_oracle']:>6.3f}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", required=True, help="trained image run")
+    ap.add_argument("--run", required=True, help="trained image or speech run")
     ap.add_argument("--prior", help="a prior of the run (vqkit train prior)")
     ap.add_argument("--data", help="CIFAR-10 location (default: the run's)")
-    ap.add_argument("--n", type=int, default=500, help="val images (default 500)")
+    ap.add_argument("--n", type=int, default=500, help="val images / utterances (default 500)")
+    ap.add_argument("--split", default="val", help="speech: the split (default val)")
     ap.add_argument("--qualities", default=",".join(map(str, QUALITIES)))
     ap.add_argument("--json", help="write the points here")
     ap.add_argument("--plot", help="write the rate-distortion plot here (PNG)")
@@ -128,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     from vqkit.models import load_model
 
     _, cfg = load_model(args.run)
+    if cfg.task == "speech":
+        return speech_main(args)
     images = load_image_split(args.data or cfg.data.root or None, "val").images[:args.n]
     images = images.permute(0, 2, 3, 1).numpy()
     points = [classic(images, fmt, int(q)) for fmt in ("JPEG", "WEBP")

@@ -23,7 +23,7 @@ def bench_modules(monkeypatch, tmp_path):
     monkeypatch.setenv("VQKIT_DATA", str(tmp_path / "vqkit-data"))
     yield
     for name in ("speech", "speech_cache", "notebook_reference", "cifar10", "quantizers",
-                 "threads", "image_folder", "codec"):
+                 "threads", "image_folder", "codec", "prior_samples"):
         sys.modules.pop(name, None)
 
 
@@ -174,3 +174,73 @@ def test_codec_benchmark_puts_vqkit_beside_jpeg_and_webp(bench_modules, tmp_path
     # both vqkit files hold the same codes: the same reconstruction
     assert pts[4]["psnr"] == pts[5]["psnr"] and pts[4]["raw_bpp"] == 64 * 5 / 1024
     assert png.stat().st_size > 0
+
+
+def test_codec_benchmark_speech_rows_rate_against_stoi(bench_modules, tmp_path, capsys):
+    import codec
+    from test_evaluate import untrained_run
+    from test_speech_training import TINY, write_corpus
+
+    from vqkit.config import apply_overrides, get_preset
+    from vqkit.training.train import train
+
+    corpus = write_corpus(tmp_path / "corpus")
+    cfg = get_preset("l2arctic")
+    # 12 utterances: too few for the hash split's val part, so speaker splits
+    apply_overrides(cfg, TINY + ["data.train_split=speakers:AAA,BBB",
+                                 "data.val_split=speakers:CCC"])
+    cfg.data.root = str(corpus)
+    run = untrained_run(tmp_path / "run", cfg)
+    pcfg = get_preset("prior")
+    pcfg.prior.run, pcfg.prior.dim, pcfg.prior.layers, pcfg.prior.heads = str(run), 16, 1, 2
+    t = pcfg.train
+    t.batch_size, t.epochs, t.warmup_steps, t.num_threads = 4, 1, 0, 1
+    train(pcfg, tmp_path / "prior", progress=False)
+    out = tmp_path / "codec-speech.json"
+    assert codec.main(["--run", str(run), "--prior", str(tmp_path / "prior"), "--split",
+                       "speakers:CCC", "--n", "4", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["task"] == "speech" and res["n_utterances"] == 4 and res["identical_decodes"]
+    rows = {p["codec"]: p for p in res["points"]}
+    assert set(rows) == {"vqkit raw", "vqkit+prior", "vqkit+unigram"}
+    assert rows["vqkit raw"]["bits_per_code"] == 4  # 16 codes per stage
+    # untrained model: the coded rates stay near the raw rate, and the file adds its header
+    for name in ("vqkit+prior", "vqkit+unigram"):
+        assert 0 < rows[name]["bps_payload"] < 1.2 * rows["vqkit raw"]["bps_payload"]
+        assert rows[name]["bps_file"] > rows[name]["bps_payload"]
+        assert 0 <= rows[name]["stoi"] <= 1 and rows[name]["stoi_oracle"] > 0
+    assert "vqkit+prior" in capsys.readouterr().out
+
+
+def test_prior_samples_benchmark_classifies_conditional_samples(bench_modules, tmp_path, capsys):
+    import prior_samples
+    from test_evaluate import untrained_run
+    from test_speech_training import SPEAKERS, TINY, write_corpus
+
+    from vqkit.config import apply_overrides, get_preset
+    from vqkit.training.train import train
+
+    corpus = write_corpus(tmp_path / "corpus")
+    for spk in SPEAKERS:
+        (corpus / spk / "transcript").mkdir()
+        for u in range(4):
+            (corpus / spk / "transcript" / f"utt_{u}.txt").write_text(["yes", "no"][u % 2])
+    cfg = get_preset("l2arctic")
+    apply_overrides(cfg, TINY + ["data.train_split=speakers:AAA,BBB",
+                                 "data.val_split=speakers:CCC"])
+    cfg.data.root = str(corpus)
+    run = untrained_run(tmp_path / "run", cfg)
+    pcfg = get_preset("prior")
+    pcfg.prior.run, pcfg.prior.dim, pcfg.prior.layers, pcfg.prior.heads = str(run), 16, 1, 2
+    pcfg.prior.speech_classes = "transcript"
+    t = pcfg.train
+    t.batch_size, t.epochs, t.warmup_steps, t.num_threads = 4, 1, 0, 1
+    train(pcfg, tmp_path / "prior", progress=False)
+    out = tmp_path / "s.json"
+    assert prior_samples.main(["--prior", str(tmp_path / "prior"), "--n-per-class", "2",
+                               "--seconds", "0.2", "--train-split", "speakers:AAA,BBB",
+                               "--split", "speakers:CCC", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["classes"] == ["no", "yes"] and res["real_items"] == 4
+    assert 0 <= res["sample_accuracy"] <= 1 and set(res["per_class"]) == {"no", "yes"}
+    assert "asked class" in capsys.readouterr().out

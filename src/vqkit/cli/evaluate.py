@@ -49,8 +49,10 @@ def run(args: argparse.Namespace) -> int:
 
         m = evaluate_prior(args.run_dir, split=args.split, which=args.checkpoint,
                            device=args.device, json_path=args.json, max_items=args.max_items)
-        print(f"{m['run']} on split {m['split']!r} ({m['items']} items, {m['codes_per_item']} "
-              f"codes each): negative log-likelihood of the codes under the prior")
+        each = (f"{m['codes_per_item']} codes each" if "codes_per_item" in m else
+                f"{m['codes']:,} codes, {m['seconds']:.1f} s of audio, whole utterances")
+        print(f"{m['run']} on split {m['split']!r} ({m['items']} items, {each}): negative "
+              f"log-likelihood of the codes under the prior")
         print(format_table(m))
         print(f"saved in {evaluation_dir(args.run_dir, args.split)}")
         return 0

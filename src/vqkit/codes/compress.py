@@ -34,7 +34,7 @@ from vqkit.codes.fingerprint import model_fingerprint
 from vqkit.codes.format import CodeFile, code_dtype
 from vqkit.errors import DataError, VQKitError
 from vqkit.models import load_model
-from vqkit.models.prior import CodePrior
+from vqkit.models.prior import CodePrior, codes_to_tokens
 from vqkit.utils import atomic_write_bytes
 
 __all__ = ["MAGIC", "PRECISION", "compress_files", "decode_tokens", "decompress_file",
@@ -95,14 +95,23 @@ class _UnigramModel:
             self.counts[t % stages, int(tokens[t])] += 1
 
 
-def _chunks(n: int) -> Iterator[tuple[int, int]]:
-    for lo in range(0, n, CHUNK):
-        yield lo, min(lo + CHUNK, n)
+def _chunks(lengths: Sequence[int]) -> Iterator[np.ndarray]:
+    """Item indices, ``CHUNK`` at a time, in order of length (then of index): both ends know the
+    lengths, and a chunk of similar lengths pads little (equal lengths: the items in order)."""
+    order = np.array(sorted(range(len(lengths)), key=lambda i: (int(lengths[i]), i)),
+                     dtype=np.int64)
+    for lo in range(0, len(order), CHUNK):
+        yield order[lo:lo + CHUNK]
+
+
+def _check_lengths(prior: CodePrior, lengths: Sequence[int]) -> None:
+    for n in lengths:
+        prior.check_length(int(n))
 
 
 def encode_tokens(sequences: Sequence[np.ndarray], *, prior: CodePrior | None = None,
                   vocab: int, stages: int = 1) -> np.ndarray:
-    """Range-code token sequences (each 1-D, < ``vocab``; with a prior, each of its length)
+    """Range-code token sequences (each 1-D, < ``vocab``; with a prior, of a length it models)
     in order: uint32 words."""
     seqs = [np.asarray(seq, dtype=np.int64).reshape(-1) for seq in sequences]
     encoder = constriction.stream.queue.RangeEncoder()
@@ -115,15 +124,18 @@ def encode_tokens(sequences: Sequence[np.ndarray], *, prior: CodePrior | None = 
                     freqs = np.stack(list(model.item(tokens, tokens.size)))
                     encoder.encode(tokens.astype(np.int32), categorical, freqs)
             return encoder.get_compressed().astype(np.uint32)
-        if any(seq.size != prior.length for seq in seqs):
-            raise ValueError(f"the prior codes sequences of {prior.length} tokens")
+        lengths = [seq.size for seq in seqs]
+        _check_lengths(prior, lengths)
         model = _PriorModel(prior)
-        for lo, hi in _chunks(len(seqs)):
-            tokens = np.zeros((CHUNK, prior.length), dtype=np.int64)
-            tokens[:hi - lo] = np.stack(seqs[lo:hi])
-            freqs = np.stack(list(model.chunk(tokens)))[:, :hi - lo]  # (L, n, V), t-major
-            encoder.encode(np.ascontiguousarray(tokens[:hi - lo].T.reshape(-1), np.int32),
-                           categorical, np.ascontiguousarray(freqs.reshape(-1, vocab)))
+        for idx in _chunks(lengths):
+            n = np.array([lengths[i] for i in idx])
+            tokens = np.zeros((CHUNK, int(n.max())), dtype=np.int64)
+            for row, i in enumerate(idx):
+                tokens[row, :n[row]] = seqs[i]
+            freqs = np.stack(list(model.chunk(tokens)))[:, :len(idx)]  # (L, n, V), t-major
+            real = np.arange(tokens.shape[1])[:, None] < n[None, :]  # (L, n)
+            encoder.encode(np.ascontiguousarray(tokens[:len(idx)].T[real], np.int32),
+                           categorical, np.ascontiguousarray(freqs[real]))
     return encoder.get_compressed().astype(np.uint32)
 
 
@@ -132,26 +144,40 @@ def decode_tokens(words: np.ndarray, lengths: Sequence[int], *, prior: CodePrior
     """The inverse of :func:`encode_tokens`, given each sequence's length."""
     decoder = constriction.stream.queue.RangeDecoder(np.asarray(words, dtype=np.uint32))
     categorical = constriction.stream.model.Categorical(perfect=False)
-    out = []
     with _one_thread():
         if prior is None:
             model = _UnigramModel(vocab, stages)
+            out = []
             for n in lengths:
                 tokens = np.zeros(int(n), dtype=np.int64)
                 for t, freqs in enumerate(model.item(tokens, int(n))):
                     tokens[t] = int(decoder.decode(categorical, freqs[None])[0])
                 out.append(tokens)
             return out
-        if any(int(n) != prior.length for n in lengths):
-            raise ValueError(f"the prior codes sequences of {prior.length} tokens")
+        _check_lengths(prior, lengths)
         model = _PriorModel(prior)
-        for lo, hi in _chunks(len(lengths)):
-            tokens = np.zeros((CHUNK, prior.length), dtype=np.int64)
+        got: list[np.ndarray | None] = [None] * len(lengths)
+        for idx in _chunks(lengths):
+            n = np.array([int(lengths[i]) for i in idx])
+            tokens = np.zeros((CHUNK, int(n.max())), dtype=np.int64)
             for t, freqs in enumerate(model.chunk(tokens)):
-                tokens[:hi - lo, t] = decoder.decode(categorical,
-                                                     np.ascontiguousarray(freqs[:hi - lo]))
-            out.extend(tokens[:hi - lo].copy())
-    return out
+                rows = np.flatnonzero(t < n)
+                tokens[rows, t] = decoder.decode(categorical, np.ascontiguousarray(freqs[rows]))
+            for row, i in enumerate(idx):
+                got[i] = tokens[row, :n[row]].copy()
+    return got  # type: ignore[return-value]
+
+
+def _tokens(codes: np.ndarray, order: str) -> np.ndarray:
+    """An item's codes (H', W'[, K]) as the prior reads them (``order``)."""
+    return codes_to_tokens(torch.from_numpy(np.ascontiguousarray(codes))[None], order)[0].numpy()
+
+
+def _codes(tokens: np.ndarray, shape: tuple[int, ...], order: str) -> np.ndarray:
+    """The inverse of :func:`_tokens` for codes of ``shape``."""
+    if order != "time":
+        return tokens.reshape(shape)
+    return np.ascontiguousarray(tokens.reshape(shape[1], shape[0], *shape[2:]).swapaxes(0, 1))
 
 
 def compress_files(run_dir: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
@@ -162,19 +188,27 @@ def compress_files(run_dir: str | Path, inputs: Sequence[str | Path], out: str |
     cf = encode_files(run_dir, inputs, which=which, device="cpu")
     vocab, stages = int(cf.meta["codebook_size"]), int(cf.meta["num_quantizers"])
     prior = prior_info = None
+    order = "raster"
     if prior_run is not None:
         prior, prior_cfg = load_model(prior_run, "best", "cpu", kind="prior")
         if prior_cfg.prior.vqvae_sha256 != vqvae_sha256(run_dir, which):
             raise VQKitError(f"{prior_run}: models the codes of another VQ-VAE than {run_dir} "
                              f"({which} checkpoint)")
+        pc = prior_cfg.prior
+        order = pc.order
         for name, c in zip(cf.names, cf.codes, strict=True):
-            if c.shape[:2] != tuple(prior_cfg.prior.grid):
+            if order == "time" and (c.shape[0] != pc.grid[0] or c.shape[1] > pc.grid[1]):
+                raise VQKitError(f"{name}: {c.shape[1]} code frames of {c.shape[0]} rows; the "
+                                 f"prior models up to {pc.grid[1]} frames of {pc.grid[0]} rows "
+                                 f"(the longest utterance it trained on); compress without "
+                                 f"--prior")
+            if order != "time" and c.shape[:2] != tuple(pc.grid):
                 raise VQKitError(f"{name}: a {c.shape[0]}x{c.shape[1]} code grid, the prior "
-                                 f"models {prior_cfg.prior.grid[0]}x{prior_cfg.prior.grid[1]}; "
-                                 f"compress without --prior")
-        prior_info = {"run": str(prior_run), "fingerprint": model_fingerprint(prior, prior_cfg)}
-    words = encode_tokens([c.reshape(-1) for c in cf.codes], prior=prior, vocab=vocab,
-                          stages=stages)
+                                 f"models {pc.grid[0]}x{pc.grid[1]}; compress without --prior")
+        prior_info = {"run": str(prior_run), "fingerprint": model_fingerprint(prior, prior_cfg),
+                      "order": order}
+    words = encode_tokens([_tokens(c, order) if prior is not None else c.reshape(-1)
+                           for c in cf.codes], prior=prior, vocab=vocab, stages=stages)
     payload = words.astype("<u4").tobytes()
     header = {**cf.meta, "compressed_format": FORMAT_VERSION, "precision": PRECISION,
               "chunk": CHUNK,
@@ -260,8 +294,9 @@ def decompress_file(path: str | Path, out_dir: str | Path, *, run_dir: str | Pat
     shapes = [tuple(int(d) for d in shape) for shape in header["shapes"]]
     tokens = decode_tokens(words, [int(np.prod(shape)) for shape in shapes], prior=prior,
                            vocab=vocab, stages=stages)
-    codes = [t.reshape(shape).astype(code_dtype(vocab)) for t, shape in zip(tokens, shapes,
-                                                                             strict=True)]
+    order = str((header["prior"] or {}).get("order", "raster"))
+    codes = [_codes(t, shape, order).astype(code_dtype(vocab))
+             for t, shape in zip(tokens, shapes, strict=True)]
     cf = CodeFile(codes, list(header["names"]), header["fingerprint"], header, Path(path))
     check_fits_model(cf, vqvae)
     return write_decoded(cf, vqvae, cfg, out_dir)

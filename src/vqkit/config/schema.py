@@ -143,7 +143,7 @@ class TrainConfig:
 class PriorConfig:
     """An autoregressive transformer over a trained VQ-VAE run's codes (``task = "prior"``).
 
-    The last five fields describe the VQ-VAE's codes; ``vqkit train prior`` fills them in from
+    The last six fields describe the VQ-VAE's codes; ``vqkit train prior`` fills them in from
     the run (0 / "" until then) and a resumed or loaded prior checks them against it."""
 
     run: str = ""  # the VQ-VAE run directory whose codes are modelled
@@ -156,9 +156,16 @@ class PriorConfig:
     # probability of training a sample with the "no class" token (unconditional sampling and
     # compression of files whose class is unknown use it)
     class_dropout: float = rule(0.1, min=0, max=1)
+    # speech: the class of an utterance, "none" (unconditional), "transcript" (the text of
+    # <SPK>/transcript/<utt>.txt, e.g. FSDD's digit) or "speaker"
+    speech_classes: str = rule("none", choices=("none", "transcript", "speaker"))
     codebook_size: int = rule(0, min=0)  # codes per stage of the VQ-VAE
     num_quantizers: int = rule(0, min=0)  # residual stages per position
     grid: list[int] = rule([0, 0], min=0)  # code grid (rows, columns) in raster order
+    # "raster": images, every item the whole grid, row by row; "time": speech, code frames in
+    # time order (all rows of frame t, stages innermost, then frame t + 1), grid = (rows per
+    # frame, the most frames an item may have), items of any whole number of frames up to that
+    order: str = rule("raster", choices=("raster", "time"))
     class_names: list[str] = field(default_factory=list)  # empty: unconditional
     vqvae_sha256: str = ""  # sha256 of the VQ-VAE's model.safetensors the codes came from
 

@@ -74,11 +74,22 @@ def probe_run(run_dir: str | Path, *, data: str | None = None, train_split: str 
               test_split: str = "val", max_train: int = 10000, max_test: int = 10000,
               which: str = "best", device: str = "auto", steps: int = 300) -> dict[str, Any]:
     """Held-out class accuracy of linear probes on an image run's codes and on raw pixels
-    (the first ``max_train`` / ``max_test`` images of each split)."""
+    (the first ``max_train`` / ``max_test`` images of each split); for a speech run, transcript and
+    speaker accuracy on its codes and on raw mels (:mod:`vqkit.probing.speech`)."""
     dev = resolve_device(device)
     model, cfg = load_model(run_dir, which, dev, kind="vqvae")
+    if cfg.task == "speech":
+        from vqkit.probing.speech import probe_speech
+
+        if data is not None:
+            cfg.data.root = str(data)
+        return {"run": str(run_dir), "task": "speech",
+                **probe_speech(model, cfg, train_split=train_split, test_split=test_split,
+                               max_train=max_train, max_test=max_test, device=dev,
+                               steps=steps)}
     if cfg.task != "image":
-        raise VQKitError(f"{run_dir}: a {cfg.task} run; `vqkit probe` probes image runs for now")
+        raise VQKitError(f"{run_dir}: a {cfg.task} run; `vqkit probe` probes image and speech "
+                         f"runs")
     root = data if data is not None else (cfg.data.root or None)
     tr, te = load_image_split(root, train_split), load_image_split(root, test_split)
     if tr.labels is None or te.labels is None:

@@ -20,7 +20,6 @@ from vqkit.data.source import Batch, BatchSource
 from vqkit.figures.curves import plot_loss_curves
 from vqkit.models import model_for
 from vqkit.training.setup import Setup
-from vqkit.training.state import Meter
 
 __all__ = ["PriorTask", "prior_setup"]
 
@@ -39,15 +38,24 @@ class PriorTask:
 
     def __init__(self, cfg: RunConfig, device: torch.device) -> None:
         self.cfg, self.device = cfg, device
+        if cfg.prior.order == "time":
+            self.unit = "utt"
 
-    def _nll(self, model: nn.Module, batch: Batch, *, drop: float) -> tuple[Tensor, int]:
-        tokens, labels = batch
+    def _nll(self, model: nn.Module, batch: Batch, *, drop: float,
+             reduction: str = "mean") -> tuple[Tensor, int]:
+        """Cross-entropy (nats) of the batch's real tokens: their mean, or (``"sum"``) sum."""
+        tokens, labels, lengths = batch
         tokens, labels = tokens.to(self.device), labels.to(self.device)
         if drop > 0:
             keep = torch.rand(labels.shape, device=self.device) >= drop
             labels = torch.where(keep, labels, torch.full_like(labels, -1))
         logits = model(tokens, labels)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), tokens.reshape(-1))
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), tokens.reshape(-1),
+                             reduction="none").view(tokens.shape)
+        real = (torch.arange(tokens.shape[1], device=self.device)[None, :]
+                < lengths.to(self.device)[:, None])
+        total = (ce * real).sum()
+        loss = total if reduction == "sum" else total / real.sum().clamp_min(1)
         return loss, tokens.shape[0]
 
     def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, Tensor], int]:
@@ -56,19 +64,20 @@ class PriorTask:
 
     @torch.no_grad()
     def validate(self, model: nn.Module, data: BatchSource) -> dict[str, float]:
-        """Mean loss and bits per code over the validation split (with the class labels)."""
+        """Loss per code and bits per code over the validation split's real codes (with the
+        class labels)."""
         t = self.cfg.train
         model.eval()
-        sums = Meter()
+        total, count = 0.0, 0
         for i, batch in enumerate(data.batches(t.batch_size)):
             if t.val_max_batches and i >= t.val_max_batches:
                 break
-            loss, n = self._nll(model, batch, drop=0.0)
-            sums.add({"loss": loss})
+            loss, _ = self._nll(model, batch, drop=0.0, reduction="sum")
+            total += float(loss)
+            count += int(batch[2].sum())
         model.train()
-        res = {f"val_{k}": v for k, v in sums.means().items()}
-        res["val_bits_per_code"] = res.get("val_loss", math.nan) / LN2
-        return res
+        mean = total / count if count else math.nan
+        return {"val_loss": mean, "val_bits_per_code": mean / LN2}
 
     def log_values(self, model: nn.Module) -> dict[str, float]:
         return {}
@@ -84,10 +93,14 @@ def prior_setup(cfg: RunConfig, device: torch.device, run_dir: Path, *,
     """The prior of ``cfg`` over its VQ-VAE run's codes (described into ``cfg.prior`` first,
     checked against the run on resume), the cached train and val codes, and its task."""
     describe_vqvae(cfg)
-    model = model_for(cfg).to(device)
     if data is None:
         data = (load_code_split(cfg, "train", run_dir, device=device),
                 load_code_split(cfg, "val", run_dir, device=device))
+    p = cfg.prior
+    if p.order == "time" and not p.grid[1]:  # speech: room for the longest item seen
+        frame = p.grid[0] * p.num_quantizers
+        p.grid = [p.grid[0], max(int(d.lengths.max()) // frame for d in data)]
+    model = model_for(cfg).to(device)
 
     def on_epoch_end(record: dict[str, Any]) -> None:
         plot_loss_curves(run_dir / "metrics.jsonl", run_dir / "loss_vs_epochs.png")
