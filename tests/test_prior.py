@@ -4,6 +4,7 @@ the code cache and exact resume."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,8 +185,11 @@ def test_cli_trains_evaluates_and_samples_a_prior(tmp_path, vq_run, capsys):
     for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     capsys.readouterr()
+    data = Path(json.loads((vq_run / "config.json").read_text())["data"]["root"])
+    data.rename(data.with_name("moved"))  # sampling needs the runs, not the data
     assert main(["sample", str(out), "--n", "2", "--guidance", "3", "--out",
                  str(tmp_path / "g")]) == 0
+    data.with_name("moved").rename(data)
     assert main(["sample", str(out), "--class", "nope", "--out", str(tmp_path / "c")]) == 2
     assert main(["train", "prior", "--out", str(tmp_path / "x")]) == 2
     assert main(["train", "prior", str(out), "--out", str(tmp_path / "y")]) == 2

@@ -72,8 +72,10 @@ def describe_vqvae(cfg: RunConfig) -> RunConfig:
                 "order": "time", "class_names": list(names), "vqvae_sha256": sha}
     else:
         side = 32 // 2 ** vq.model.num_downsamples  # CIFAR-10 images are 32 x 32
-        names = (load_image_split(vq.data.root or None, vq.data.val_split).class_names or []
-                 if p.class_conditional else [])
+        names = p.class_names  # read once, when first described: sampling needs no data
+        if not p.vqvae_sha256:
+            names = (load_image_split(vq.data.root or None, vq.data.val_split).class_names or []
+                     if p.class_conditional else [])
         want = {"codebook_size": size, "num_quantizers": stages, "grid": [side, side],
                 "order": "raster", "class_names": list(names), "vqvae_sha256": sha}
     if p.vqvae_sha256:  # already described (resumed or loaded): must still be that model
