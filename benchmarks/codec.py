@@ -7,7 +7,7 @@ PSNR (dB, mean over images) and SSIM against bits per pixel, counting the payloa
 whole file with its container headers (both columns; vqkit's header is shared by the images of
 one file, so its per-image share is the file's header divided by ``--n``).
 
-    python benchmarks/codec.py --run /work/runs/cifar10-5ep --prior runs/prior-5ep \\
+    python benchmarks/codec.py --run runs/cifar10 --prior runs/cifar10-prior \\
         --data ../shared/data --n 500 --json benchmarks/results/codec.json \\
         --plot docs/codec-rate-distortion.png
 
@@ -17,7 +17,7 @@ against the original recordings (over groups of at least 1 s, as ``vqkit evaluat
 the Griffin-Lim ceiling (STOI of the true mel's Griffin-Lim audio); both files decode to the
 same codes, so to the same audio:
 
-    python benchmarks/codec.py --run /work/runs/fsdd-11b --prior /work/runs/fsdd-11b-prior \
+    python benchmarks/codec.py --run runs/fsdd --prior runs/fsdd-prior \
         --split test --n 200 --json benchmarks/results/codec-speech.json
 """
 

@@ -6,7 +6,7 @@ linear probe on pooled raw mels (mean and standard deviation over time) trained 
 real training utterances; the same probe's accuracy on real held-out utterances is the
 reference. Needs a prior trained with ``--set prior.speech_classes=transcript`` (or speaker).
 
-    python benchmarks/prior_samples.py --prior /work/runs/fsdd-11b-prior-digit --n-per-class 10 \\
+    python benchmarks/prior_samples.py --prior runs/fsdd-digit-prior --n-per-class 10 --guidance 4 \\
         --json benchmarks/results/prior-samples-fsdd.json
 """
 
@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-per-class", type=int, default=10)
     ap.add_argument("--seconds", type=float, default=0.6)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance")
     ap.add_argument("--train-split", default="train")
     ap.add_argument("--split", default="test", help="real held-out split (reference)")
     ap.add_argument("--json")
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         paths, labels = [], []
         for c, name in enumerate(names):
             res = sample_prior(args.prior, Path(work) / str(c), n=args.n_per_class,
-                               class_name=name, seconds=args.seconds, seed=args.seed + c)
+                               class_name=name, seconds=args.seconds, seed=args.seed + c,
+                               guidance=args.guidance)
             paths += res["files"]
             labels += [c] * len(res["files"])
         f_s = mel_features(paths, cfg)
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         per[name] = fit_linear_probe(f_tr, y_tr, f_s[idx], torch.tensor([c] * len(idx)),
                                      classes=len(names))["accuracy"]
     res = {"prior": args.prior, "classes": names, "kind": kind, "n_per_class": args.n_per_class,
-           "seconds": args.seconds, "chance": 1 / len(names),
+           "seconds": args.seconds, "guidance": args.guidance, "chance": 1 / len(names),
            "real_accuracy": real["accuracy"], "real_items": len(keep),
            "sample_accuracy": samples["accuracy"], "per_class": per}
     print(f"mel probe ({kind}, {len(names)} classes) on real {args.split} utterances: "
