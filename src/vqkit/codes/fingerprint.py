@@ -23,8 +23,7 @@ def _fingerprint_config(cfg) -> dict[str, Any]:
         del model["kind"]
     keep = {"task": d["task"], "model": model, "quantizer": d["quantizer"]}
     if d["task"] == "speech":
-        # a training augmentation, not the codes' meaning (and fingerprints from before stay)
-        keep["audio"] = {k: v for k, v in d["audio"].items() if k != "freq_warp"}
+        keep["audio"] = d["audio"]
     if d["task"] == "prior":
         keep["prior"] = d["prior"]
     return keep

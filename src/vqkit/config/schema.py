@@ -55,9 +55,6 @@ class AudioConfig:
     segment_s: float = rule(60.0, min=0)
     # random training crops of this many frames; 0 trains on whole clips
     crop_frames: int = rule(0, min=0)
-    # with crops: each crop's mel axis stretched by a random factor in [1 - w, 1 + w] (vocal
-    # tract length perturbation, for speakers unlike the training ones); 0: off
-    freq_warp: float = rule(0.0, min=0, lt=0.5)
     griffin_lim_iters: int = rule(64, min=0)
     griffin_lim_momentum: float = rule(0.99, min=0, lt=1)
 

@@ -230,15 +230,11 @@ class SpeechData(BatchSource):
         The model's downsampling factor.
     sort_by_length : bool
         Unshuffled batches (``epoch=None``) go from the shortest to the longest item.
-    freq_warp : float in [0, 0.5)
-        With ``random_crop``: each item's mel axis stretched by a factor drawn from
-        ``[1 - freq_warp, 1 + freq_warp]`` with its crop offset (:func:`warp_mel_axis`).
     """
 
     def __init__(self, norms: list[np.ndarray], ids: list[str], *, frames: int = 0,
                  random_crop: bool = False, masked: bool = True, multiple: int = 4,
-                 sort_by_length: bool = True, name: str = "speech",
-                 freq_warp: float = 0.0) -> None:
+                 sort_by_length: bool = True, name: str = "speech") -> None:
         if len(norms) != len(ids):
             raise ValueError("norms and ids differ in length")
         if frames % multiple:
@@ -251,7 +247,7 @@ class SpeechData(BatchSource):
         self.data = (torch.from_numpy(np.concatenate(norms, axis=1)) if norms
                      else torch.zeros(n_mels, 0))
         self.frames, self.random_crop, self.masked = frames, random_crop, masked
-        self.multiple, self.name, self.freq_warp = multiple, name, freq_warp
+        self.multiple, self.name = multiple, name
         self.order = (sorted(range(len(ids)), key=lambda i: (lengths[i], i)) if sort_by_length
                       else list(range(len(ids))))
 
@@ -299,17 +295,10 @@ class SpeechData(BatchSource):
                 rng = np.random.default_rng([seed % 2**63, 0 if epoch is None else epoch, b])
                 room = np.maximum(lengths.numpy() - T, 0)
                 starts = torch.from_numpy(rng.integers(0, room + 1)).long()
-                w = self.freq_warp
-                factors = (torch.from_numpy(rng.uniform(1 - w, 1 + w, len(idx))).float()
-                           if w else None)
             else:
-                starts, factors = torch.zeros(len(idx), dtype=torch.long), None
+                starts = torch.zeros(len(idx), dtype=torch.long)
             sel = slice(rank, None, world_size)
-            batch = self._gather(torch.from_numpy(idx)[sel], starts[sel], T)
-            if factors is not None:
-                x = warp_mel_axis(batch[0] if self.masked else batch, factors[sel])
-                batch = (x, batch[1]) if self.masked else x
-            yield batch
+            yield self._gather(torch.from_numpy(idx)[sel], starts[sel], T)
 
     def _gather(self, idx: torch.Tensor, starts: torch.Tensor, T: int):
         pos = starts[:, None] + torch.arange(T)[None, :]  # (B, T) frame within the item
@@ -320,18 +309,6 @@ class SpeechData(BatchSource):
         real = real.to(dev)
         x = torch.where(real[:, None, :], x, torch.full_like(x, SILENCE)).unsqueeze(1)
         return (x, real[:, None, None, :]) if self.masked else x
-
-
-def warp_mel_axis(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    """Mels (B, 1, n_mels, T) with item ``b``'s mel axis stretched by ``factors[b]``: bin ``i``
-    takes the value at ``i / factor`` (linear interpolation; beyond the top bin, the top bin)."""
-    n = x.shape[2]
-    pos = (torch.arange(n, dtype=torch.float32)[None, :] / factors[:, None]).clamp_(0, n - 1)
-    lo = pos.floor().long()
-    hi = (lo + 1).clamp_(max=n - 1)
-    frac = (pos - lo).to(x.device, x.dtype)[:, None, :, None]
-    lo, hi = (x.gather(2, i.to(x.device)[:, None, :, None].expand_as(x)) for i in (lo, hi))
-    return lo * (1 - frac) + hi * frac
 
 
 def _load_norms(cache: MelCache, ids: list[str], cfg: RunConfig) -> list[np.ndarray]:
@@ -377,7 +354,7 @@ def load_speech_data(cfg: RunConfig, split: str, *, training: bool) -> SpeechDat
     name = f"{split} split"
     if training and a.crop_frames > 0:
         return SpeechData(norms, ids, frames=a.crop_frames, random_crop=True, masked=True,
-                          multiple=multiple, name=name, freq_warp=a.freq_warp)
+                          multiple=multiple, name=name)
     if training and clip:
         return SpeechData(norms, ids, frames=clip, masked=False, multiple=multiple, name=name)
     return SpeechData(norms, ids, frames=clip, masked=True, multiple=multiple, name=name)
