@@ -6,7 +6,7 @@ linear probe on pooled raw mels (mean and standard deviation over time) trained 
 real training utterances; the same probe's accuracy on real held-out utterances is the
 reference. Needs a prior trained with ``--set prior.speech_classes=transcript`` (or speaker).
 
-    python benchmarks/prior_samples.py --prior runs/fsdd-digit-prior --n-per-class 10 --guidance 4 \\
+    python benchmarks/prior_samples.py --prior runs/fsdd-digit-prior --n-per-class 10 \\
         --json benchmarks/results/prior-samples-fsdd.json
 """
 
