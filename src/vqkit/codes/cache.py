@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from vqkit.checkpoint import find_checkpoint, load_checkpoint
+from vqkit.codes.speech_cache import encode_speech_split, speech_class_names
 from vqkit.config import RunConfig
 from vqkit.data.codes import CodeData
 from vqkit.data.loaders import load_image_split
@@ -64,8 +65,6 @@ def describe_vqvae(cfg: RunConfig) -> RunConfig:
         grid = [code_rows(vq, 2 ** vq.model.num_downsamples), p.grid[1]]
         names = p.class_names  # read once, from the training split, when first described
         if not p.vqvae_sha256:
-            from vqkit.codes.speech_cache import speech_class_names
-
             names = (speech_class_names(vq, vq.data.train_split, p.speech_classes)
                      if p.class_conditional and p.speech_classes != "none" else [])
         want = {"codebook_size": size, "num_quantizers": stages, "grid": grid,
@@ -140,8 +139,6 @@ def _encode_split(cfg: RunConfig, split: str, device: torch.device):
                          f"trained; train a new prior")
     names = {"train": vq.data.train_split, "val": vq.data.val_split}
     if vq.task == "speech":
-        from vqkit.codes.speech_cache import encode_speech_split
-
         return encode_speech_split(model, vq, names.get(split, split), device,
                                    kind=p.speech_classes if p.class_names else "none",
                                    names=p.class_names)

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from vqkit.data.loaders import load_image_split
 from vqkit.errors import VQKitError
 from vqkit.models import load_model
+from vqkit.probing.fit import fit_linear_probe
+from vqkit.probing.speech import probe_speech
 from vqkit.utils import resolve_device
 
 __all__ = ["fit_linear_probe", "image_features", "probe_run"]
@@ -45,31 +46,6 @@ def image_features(model, images: torch.Tensor, *, batch_size: int = 256,
             "pixels": pixels}
 
 
-def fit_linear_probe(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
-                     y_test: torch.Tensor, *, classes: int, steps: int = 300,
-                     weight_decay: float = 1e-4, seed: int = 0) -> dict[str, float]:
-    """Standardise with the training statistics, fit a logistic regression (full-batch L-BFGS,
-    seeded) and return ``train_accuracy`` and ``accuracy`` (held out)."""
-    mean, std = x_train.mean(0), x_train.std(0).clamp_min(1e-6)
-    xa, xb = (x_train - mean) / std, (x_test - mean) / std
-    g = torch.Generator().manual_seed(seed)
-    w = (torch.randn(xa.shape[1], classes, generator=g) * 0.01).requires_grad_()
-    b = torch.zeros(classes, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=steps, history_size=20,
-                            line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(xa @ w + b, y_train) + weight_decay * (w ** 2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    with torch.no_grad():
-        acc = lambda x, y: float(((x @ w + b).argmax(1) == y).float().mean())  # noqa: E731
-        return {"train_accuracy": acc(xa, y_train), "accuracy": acc(xb, y_test)}
-
-
 def probe_run(run_dir: str | Path, *, data: str | None = None, train_split: str = "train",
               test_split: str = "val", max_train: int = 10000, max_test: int = 10000,
               which: str = "best", device: str = "auto", steps: int = 300) -> dict[str, Any]:
@@ -79,8 +55,6 @@ def probe_run(run_dir: str | Path, *, data: str | None = None, train_split: str 
     dev = resolve_device(device)
     model, cfg = load_model(run_dir, which, dev, kind="vqvae")
     if cfg.task == "speech":
-        from vqkit.probing.speech import probe_speech
-
         if data is not None:
             cfg.data.root = str(data)
         return {"run": str(run_dir), "task": "speech",

@@ -1,7 +1,7 @@
 """What a speech run's codes know: the spoken word (from the transcript) and the speaker.
 
 Per utterance, three feature sets, each fed to the same logistic regression as the image probes
-(:func:`~vqkit.probing.linear.fit_linear_probe`): the code embeddings (the quantizer's vectors
+(:func:`~vqkit.probing.fit.fit_linear_probe`): the code embeddings (the quantizer's vectors
 of every code row) pooled over time by their mean and standard deviation, the bag of codes (the
 normalised histogram of the utterance's codes, per residual stage), and the baseline, the raw
 normalised mel pooled the same way (mean and standard deviation of each mel bin over time).
@@ -17,7 +17,7 @@ import torch
 
 from vqkit.codes.speech_cache import SpeechCodes, load_speech_codes
 from vqkit.errors import VQKitError
-from vqkit.probing.linear import fit_linear_probe
+from vqkit.probing.fit import fit_linear_probe
 
 __all__ = ["probe_speech", "speech_features", "speech_labels"]
 
