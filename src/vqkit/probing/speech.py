@@ -18,6 +18,7 @@ import torch
 from vqkit.codes.speech_cache import SpeechCodes, load_speech_codes
 from vqkit.errors import VQKitError
 from vqkit.probing.fit import fit_linear_probe
+from vqkit.quantizers.stats import code_histogram
 
 __all__ = ["probe_speech", "speech_features", "speech_labels"]
 
@@ -41,10 +42,8 @@ def speech_features(model, sc: SpeechCodes) -> dict[str, torch.Tensor]:
         codes = torch.from_numpy(c)[None].to(device)
         z = q.decode(codes[:, 0] if temporal else codes)  # (1, D, [F',] T')
         emb.append(_pool(z[0].cpu()))
-        flat = torch.from_numpy(c).reshape(-1, q.num_quantizers)
-        idx = (flat + torch.arange(q.num_quantizers) * q.codebook_size).reshape(-1)
-        bags.append(torch.bincount(idx, minlength=q.codebook_size * q.num_quantizers).float()
-                    / idx.numel())
+        counts = code_histogram(torch.from_numpy(c), q.codebook_size, q.num_quantizers)
+        bags.append(counts.reshape(-1).float() / c.size)
         mels.append(_pool(torch.from_numpy(m)))
     return {"code_embeddings": torch.stack(emb), "bag_of_codes": torch.stack(bags),
             "mels": torch.stack(mels)}
