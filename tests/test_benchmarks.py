@@ -178,24 +178,15 @@ def test_codec_benchmark_puts_vqkit_beside_jpeg_and_webp(bench_modules, tmp_path
 
 def test_codec_benchmark_speech_rows_rate_against_stoi(bench_modules, tmp_path, capsys):
     import codec
-    from test_evaluate import untrained_run
-    from test_speech_training import TINY, write_corpus
+    from test_prior import prior_config
+    from test_speech_prior import tiny_speech_run
+    from test_speech_training import write_corpus
 
-    from vqkit.config import apply_overrides, get_preset
     from vqkit.training.train import train
 
-    corpus = write_corpus(tmp_path / "corpus")
-    cfg = get_preset("l2arctic")
     # 12 utterances: too few for the hash split's val part, so speaker splits
-    apply_overrides(cfg, TINY + ["data.train_split=speakers:AAA,BBB",
-                                 "data.val_split=speakers:CCC"])
-    cfg.data.root = str(corpus)
-    run = untrained_run(tmp_path / "run", cfg)
-    pcfg = get_preset("prior")
-    pcfg.prior.run, pcfg.prior.dim, pcfg.prior.layers, pcfg.prior.heads = str(run), 16, 1, 2
-    t = pcfg.train
-    t.batch_size, t.epochs, t.warmup_steps, t.num_threads = 4, 1, 0, 1
-    train(pcfg, tmp_path / "prior", progress=False)
+    run = tiny_speech_run(tmp_path, write_corpus(tmp_path / "corpus"))
+    train(prior_config(run, epochs=1), tmp_path / "prior", progress=False)
     out = tmp_path / "codec-speech.json"
     assert codec.main(["--run", str(run), "--prior", str(tmp_path / "prior"), "--split",
                        "speakers:CCC", "--n", "4", "--json", str(out)]) == 0
@@ -214,27 +205,16 @@ def test_codec_benchmark_speech_rows_rate_against_stoi(bench_modules, tmp_path, 
 
 def test_prior_samples_benchmark_classifies_conditional_samples(bench_modules, tmp_path, capsys):
     import prior_samples
-    from test_evaluate import untrained_run
-    from test_speech_training import SPEAKERS, TINY, write_corpus
+    from test_prior import prior_config
+    from test_speech_prior import tiny_speech_run, write_transcripts
+    from test_speech_training import write_corpus
 
-    from vqkit.config import apply_overrides, get_preset
     from vqkit.training.train import train
 
     corpus = write_corpus(tmp_path / "corpus")
-    for spk in SPEAKERS:
-        (corpus / spk / "transcript").mkdir()
-        for u in range(4):
-            (corpus / spk / "transcript" / f"utt_{u}.txt").write_text(["yes", "no"][u % 2])
-    cfg = get_preset("l2arctic")
-    apply_overrides(cfg, TINY + ["data.train_split=speakers:AAA,BBB",
-                                 "data.val_split=speakers:CCC"])
-    cfg.data.root = str(corpus)
-    run = untrained_run(tmp_path / "run", cfg)
-    pcfg = get_preset("prior")
-    pcfg.prior.run, pcfg.prior.dim, pcfg.prior.layers, pcfg.prior.heads = str(run), 16, 1, 2
+    write_transcripts(corpus)
+    pcfg = prior_config(tiny_speech_run(tmp_path, corpus), epochs=1)
     pcfg.prior.speech_classes = "transcript"
-    t = pcfg.train
-    t.batch_size, t.epochs, t.warmup_steps, t.num_threads = 4, 1, 0, 1
     train(pcfg, tmp_path / "prior", progress=False)
     out = tmp_path / "s.json"
     assert prior_samples.main(["--prior", str(tmp_path / "prior"), "--n-per-class", "2",

@@ -4,6 +4,7 @@ run's mel cache, bits per second, sampling WAVs and compressed speech files."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,12 +12,31 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_evaluate import untrained_run
-from test_speech_training import TINY, write_corpus
+from test_prior import prior_config
+from test_speech_training import SPEAKERS, TINY, write_corpus
 
 from vqkit.config import apply_overrides, get_preset
 from vqkit.config.schema import PriorConfig
 from vqkit.data.codes import CodeData
 from vqkit.models.prior import CodePrior, codes_to_tokens, sample_tokens, tokens_to_codes
+
+SPEAKER_SPLITS = ["data.train_split=speakers:AAA,BBB", "data.val_split=speakers:CCC"]
+
+
+def tiny_speech_run(tmp_path, corpus) -> Path:
+    """An untrained tiny 2-D speech run over ``corpus`` (train AAA, BBB; val CCC)."""
+    cfg = get_preset("l2arctic")
+    apply_overrides(cfg, TINY + SPEAKER_SPLITS)
+    cfg.data.root = str(corpus)
+    return untrained_run(tmp_path / "run", cfg)
+
+
+def write_transcripts(corpus) -> None:
+    """``<SPK>/transcript/utt_<u>.txt``: "Yes" for even utterances, "no" for odd ones."""
+    for spk in SPEAKERS:
+        (corpus / spk / "transcript").mkdir()
+        for u in range(4):
+            (corpus / spk / "transcript" / f"utt_{u}.txt").write_text(["Yes", "no"][u % 2])
 
 
 def time_prior(rows: int = 2, stages: int = 2, frames: int = 4, seed: int = 0) -> CodePrior:
@@ -100,16 +120,8 @@ def speech_runs(tmp_path, monkeypatch):
 
     monkeypatch.setenv("VQKIT_DATA", str(tmp_path / "vqkit-data"))
     corpus = write_corpus(tmp_path / "corpus")
-    cfg = get_preset("l2arctic")
-    apply_overrides(cfg, TINY + ["data.train_split=speakers:AAA,BBB",
-                                 "data.val_split=speakers:CCC"])
-    cfg.data.root = str(corpus)
-    run = untrained_run(tmp_path / "run", cfg)
-    pcfg = get_preset("prior")
-    pcfg.prior.run, pcfg.prior.dim, pcfg.prior.layers, pcfg.prior.heads = str(run), 16, 1, 2
-    t = pcfg.train
-    t.batch_size, t.epochs, t.warmup_steps, t.num_threads, t.log_every_steps = 4, 1, 0, 1, 1
-    train(pcfg, tmp_path / "prior", progress=False)
+    run = tiny_speech_run(tmp_path, corpus)
+    train(prior_config(run, epochs=1), tmp_path / "prior", progress=False)
     return run, tmp_path / "prior", corpus
 
 
@@ -231,8 +243,7 @@ def test_a_prior_over_the_temporal_models_codes(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VQKIT_DATA", str(tmp_path / "vqkit-data"))
     corpus = write_corpus(tmp_path / "corpus")
     cfg = get_preset("l2arctic-codec")
-    apply_overrides(cfg, TINY + ["quantizer.num_quantizers=3", "data.train_split=speakers:AAA,BBB",
-                                 "data.val_split=speakers:CCC"])
+    apply_overrides(cfg, TINY + ["quantizer.num_quantizers=3"] + SPEAKER_SPLITS)
     cfg.data.root = str(corpus)
     torch.manual_seed(0)
     model = model_for(cfg).eval()
@@ -240,12 +251,7 @@ def test_a_prior_over_the_temporal_models_codes(tmp_path, monkeypatch, capsys):
         save_checkpoint(checkpoint_dir(tmp_path / "run", which), model=model, config=cfg,
                         state={}, meta={"step": 0, "epoch": 0})
     cfg.save(tmp_path / "run" / "config.json")
-    pcfg = get_preset("prior")
-    pcfg.prior.run, pcfg.prior.dim, pcfg.prior.layers, pcfg.prior.heads = (
-        str(tmp_path / "run"), 16, 1, 2)
-    t = pcfg.train
-    t.batch_size, t.epochs, t.warmup_steps, t.num_threads = 4, 1, 0, 1
-    train(pcfg, tmp_path / "prior", progress=False)
+    train(prior_config(tmp_path / "run", epochs=1), tmp_path / "prior", progress=False)
     p = json.loads((tmp_path / "prior" / "config.json").read_text())["prior"]
     assert p["grid"][0] == 1 and p["num_quantizers"] == 3 and p["order"] == "time"
     wavs = [str(corpus / "CCC" / "wav" / f"utt_{u}.wav") for u in (0, 3)]
@@ -268,13 +274,7 @@ def test_a_speech_prior_resumes_exactly(speech_runs, tmp_path):
     run = speech_runs[0]
 
     def cfg(**kw):
-        c = get_preset("prior")
-        c.prior.run, c.prior.dim, c.prior.layers, c.prior.heads = str(run), 16, 1, 2
-        t = c.train
-        t.batch_size, t.epochs, t.warmup_steps, t.num_threads, t.log_every_steps = 3, 2, 0, 1, 1
-        for k, v in kw.items():
-            setattr(t, k, v)
-        return c
+        return prior_config(run, batch_size=3, **kw)
 
     train(cfg(), tmp_path / "whole", progress=False)
     # 8 utterances, batches of 3: step 4 stops inside the second epoch
@@ -289,27 +289,14 @@ def test_a_speech_prior_resumes_exactly(speech_runs, tmp_path):
 @pytest.mark.parametrize("kind", ["transcript", "speaker"])
 def test_a_speech_prior_conditioned_on_transcripts_or_speakers(tmp_path, monkeypatch, capsys,
                                                                kind):
-    from test_speech_training import SPEAKERS
-
     from vqkit.cli import main
     from vqkit.training.train import train
 
     monkeypatch.setenv("VQKIT_DATA", str(tmp_path / "vqkit-data"))
     corpus = write_corpus(tmp_path / "corpus")
-    for spk in SPEAKERS:
-        (corpus / spk / "transcript").mkdir()
-        for u in range(4):
-            (corpus / spk / "transcript" / f"utt_{u}.txt").write_text(["Yes", "no"][u % 2])
-    cfg = get_preset("l2arctic")
-    apply_overrides(cfg, TINY + ["data.train_split=speakers:AAA,BBB",
-                                 "data.val_split=speakers:CCC"])
-    cfg.data.root = str(corpus)
-    run = untrained_run(tmp_path / "run", cfg)
-    pcfg = get_preset("prior")
-    pcfg.prior.run, pcfg.prior.dim, pcfg.prior.layers, pcfg.prior.heads = str(run), 16, 1, 2
+    write_transcripts(corpus)
+    pcfg = prior_config(tiny_speech_run(tmp_path, corpus), epochs=1)
     pcfg.prior.speech_classes = kind
-    t = pcfg.train
-    t.batch_size, t.epochs, t.warmup_steps, t.num_threads = 4, 1, 0, 1
     train(pcfg, tmp_path / "prior", progress=False)
     names = json.loads((tmp_path / "prior" / "config.json").read_text())["prior"]["class_names"]
     assert names == (["no", "yes"] if kind == "transcript" else ["AAA", "BBB"])
