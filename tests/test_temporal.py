@@ -84,6 +84,11 @@ def test_codec_rate_arithmetic():
     assert bitrate_bps(cfg, downsampling=4, bits_per_code=18 * 8) == 2250
     # the 2-D default keeps its rate: 32 rows x 15.625 columns x 2 x 9 bits
     assert bitrate_bps(get_preset("l2arctic"), downsampling=4, bits_per_code=18) == 9000
+    # the 2-D low-rate preset: the same grid, one stage of 16 codes (4 bits)
+    low = get_preset("l2arctic-2kbps")
+    lq = model_for(low).quantizer
+    assert low.model.kind == "conv2d" and code_rows(low, 4) == 32 and lq.bits_per_code == 4
+    assert bitrate_bps(low, downsampling=4, bits_per_code=lq.bits_per_code) == 2000
     model = model_for(cfg)
     q = model.quantizer
     assert q.bits_per_code == 144 and model.downsampling == 4
