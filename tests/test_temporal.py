@@ -199,6 +199,24 @@ def test_encode_decode_equals_reconstruct_at_each_stage_count(codec_run, tmp_pat
     assert "stores 2 stage(s)" in capsys.readouterr().err
 
 
+def test_a_one_stage_residual_model_decodes_its_own_code_files(tmp_path, capsys):
+    """l2arctic-2kbps: a 2-D model whose RVQ has one stage keeps a stage axis of 1 in its
+    codes; decode takes them back (it used to refuse the shape) and equals reconstruct."""
+    corpus = write_corpus(tmp_path / "corpus")
+    run = tmp_path / "run"
+    train(tiny_cfg(corpus, "l2arctic-2kbps", ["train.epochs=1"]), run, progress=False)
+    wav = corpus / "CCC" / "wav" / "utt_3.wav"
+    assert main(["encode", str(run), str(wav), "--out", str(tmp_path / "c.npz")]) == 0
+    cf = load_codes(tmp_path / "c.npz")
+    assert cf.codes[0].shape[-1] == 1 and cf.bits_per_code == 4
+    assert main(["decode", str(run), str(tmp_path / "c.npz"), "--out", str(tmp_path / "d")]) == 0
+    assert main(["reconstruct", str(run), str(wav), "--out", str(tmp_path / "r")]) == 0
+    capsys.readouterr()
+    a, _ = sf.read(tmp_path / "d" / "utt_3.wav")
+    b, _ = sf.read(tmp_path / "r" / "utt_3.wav")
+    assert np.array_equal(a, b)
+
+
 def test_evaluate_prints_and_saves_the_rate_quality_curve(codec_run, capsys):
     _, run = codec_run
     assert main(["evaluate", str(run), "--split", "speakers:CCC", "--curve"]) == 0

@@ -114,7 +114,8 @@ class Quantizer(nn.Module):
 
     dim: int
     codebook_size: int  # distinct codes per stage
-    num_quantizers: int = 1  # codes have a trailing axis of this size when > 1
+    # residual quantizers' codes have a trailing axis of this size (even of 1 stage)
+    num_quantizers: int = 1
 
     def _init_projections(self, dim: int, codebook_dim: int) -> None:
         """``project_in`` (dim -> codebook_dim) and ``project_out`` (back): learned linear maps
