@@ -24,10 +24,11 @@ normalised as the thesis did; only the model and the loop are the notebook's.
     PYTHONPATH=src python benchmarks/speech.py --minutes 1      # smoke run
     PYTHONPATH=src python benchmarks/speech.py --skip-training  # part 1 only
 
-Rate-quality sweep: ``--contenders l2arctic-seed,l2arctic,l2arctic-codec --skip-cache``. A
-contender trained with quantizer dropout (``l2arctic-codec``) is also evaluated at every stage
-count 1..S (:func:`vqkit.evaluation.rate_curve.rate_curve`, the oracle's audio shared); the last
-table then lists bit/s, STOI, STOI / oracle and wideband PESQ of every contender and stage count.
+Rate-quality sweep: ``--contenders l2arctic-seed,l2arctic,l2arctic-codec,l2arctic-2kbps
+--skip-cache``. A contender trained with quantizer dropout (``l2arctic-codec``) is also
+evaluated at every stage count 1..S (:func:`vqkit.evaluation.rate_curve.rate_curve`, the
+oracle's audio shared); the last table then lists bit/s, STOI, STOI / oracle and wideband
+PESQ of every contender and stage count.
 
 Minutes are wall-clock on whatever machine runs this: the ratios between contenders are what to
 quote, and only on an otherwise idle machine.
