@@ -24,7 +24,6 @@ from vqkit.data.image_files import model_output_to_pixels, pad_to_multiple, read
 from vqkit.data.images import images_to_model_input
 from vqkit.errors import DataError, VQKitError
 from vqkit.models import load_model
-from vqkit.quantizers import ResidualVectorQuantizer
 from vqkit.rates import bitrate_bps
 from vqkit.utils import resolve_device, unique_stems
 
@@ -121,9 +120,8 @@ def check_fits_model(cf: CodeFile, model) -> None:
         if c.size and int(c.max()) >= q.codebook_size:
             raise DataError(f"{cf.path}: item {name!r} holds codes beyond the model's "
                             f"{q.codebook_size}")
-        residual = isinstance(q, ResidualVectorQuantizer)  # a stage axis, even of one stage
-        stages = c.shape[-1] if residual else 1
-        if c.ndim != (3 if residual else 2) or stages > q.num_quantizers:
+        stages = c.shape[-1] if q.stage_axis else 1
+        if c.ndim != (3 if q.stage_axis else 2) or stages > q.num_quantizers:
             raise DataError(f"{cf.path}: item {name!r} has codes of shape {c.shape}, which "
                             f"this model does not decode")
         if cf.task == "image" and tuple(c.shape[:2]) != (-(-item["height"] // f),

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vqkit.config import ModelConfig, QuantizerConfig
-from vqkit.quantizers import Quantizer, QuantizerOutput, ResidualVectorQuantizer, build_quantizer
+from vqkit.quantizers import Quantizer, QuantizerOutput, build_quantizer
 
 __all__ = ["TemporalVQVAE"]
 
@@ -114,7 +114,7 @@ class TemporalVQVAE(nn.Module):
     def decode(self, codes: Tensor, length: int | None = None) -> Tensor:
         """Mel (B, n_mels, T) or (B, 1, n_mels, T) (as the codes came) of ``T' * stride``
         frames, or ``length`` frames when given."""
-        stage_axis = 1 if isinstance(self.quantizer, ResidualVectorQuantizer) else 0
+        stage_axis = int(self.quantizer.stage_axis)
         four = codes.dim() == 3 + stage_axis
         if four:
             codes = codes[:, 0]

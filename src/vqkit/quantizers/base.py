@@ -114,8 +114,9 @@ class Quantizer(nn.Module):
 
     dim: int
     codebook_size: int  # distinct codes per stage
-    # residual quantizers' codes have a trailing axis of this size (even of 1 stage)
     num_quantizers: int = 1
+    # whether codes carry a trailing axis of stages (residual quantizers, even of one stage)
+    stage_axis: bool = False
 
     def _init_projections(self, dim: int, codebook_dim: int) -> None:
         """``project_in`` (dim -> codebook_dim) and ``project_out`` (back): learned linear maps

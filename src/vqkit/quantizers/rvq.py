@@ -58,6 +58,8 @@ class ResidualVectorQuantizer(Quantizer):
     input through the residuals).
     """
 
+    stage_axis = True  # codes (B, *S, N), also for N = 1
+
     def __init__(
         self,
         dim: int,
