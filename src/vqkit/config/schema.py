@@ -28,6 +28,9 @@ class DataConfig:
     val_fraction: float = rule(0.1, min=0, lt=1)
     split_seed: int = rule(0, min=0)
     hflip: bool = False  # image folders: random horizontal flips in training
+    # speech: random frequency warps in training (vocal tract length perturbation): each crop's
+    # frequencies scaled by a factor drawn in [1 - w, 1 + w]; 0 disables
+    freq_warp: float = rule(0.0, min=0, lt=0.5)
     workers: int = rule(0, min=0)  # processes that pack an image folder; 0: one per core
 
 

@@ -36,9 +36,10 @@ import soundfile as sf
 import torch
 
 from vqkit.audio.cache import MANIFEST_NAME, MelCache, cache_params, open_cache
+from vqkit.audio.mel import mel_frequencies
 from vqkit.audio.normalize import SILENCE, clip_frames
 from vqkit.audio.pipeline import prepare_mel_db
-from vqkit.config import RunConfig
+from vqkit.config import AudioConfig, RunConfig
 from vqkit.data.audio_sources import audio_root, build_mel_cache, is_manifest
 from vqkit.data.download import cache_dir
 from vqkit.data.source import BatchSource
@@ -230,13 +231,22 @@ class SpeechData(BatchSource):
         The model's downsampling factor.
     sort_by_length : bool
         Unshuffled batches (``epoch=None``) go from the shortest to the longest item.
+    warp : float in [0, 0.5)
+        With ``random_crop``: each crop's frequencies are scaled by a factor drawn uniformly in
+        ``[1 - warp, 1 + warp]`` (vocal tract length perturbation), bin values linearly
+        interpolated, bins warped past the top edge held at the top bin's value.
+    band_hz : np.ndarray, shape=(n_mels,), optional
+        The bins' centre frequencies (needed for ``warp``).
     """
 
     def __init__(self, norms: list[np.ndarray], ids: list[str], *, frames: int = 0,
                  random_crop: bool = False, masked: bool = True, multiple: int = 4,
-                 sort_by_length: bool = True, name: str = "speech") -> None:
+                 sort_by_length: bool = True, name: str = "speech", warp: float = 0.0,
+                 band_hz: np.ndarray | None = None) -> None:
         if len(norms) != len(ids):
             raise ValueError("norms and ids differ in length")
+        if warp and band_hz is None:
+            raise ValueError("warp needs the bins' centre frequencies")
         if frames % multiple:
             raise ConfigError(f"{name}: {frames} frames is not a multiple of {multiple}")
         lengths = [int(m.shape[-1]) for m in norms]
@@ -248,6 +258,8 @@ class SpeechData(BatchSource):
                      else torch.zeros(n_mels, 0))
         self.frames, self.random_crop, self.masked = frames, random_crop, masked
         self.multiple, self.name = multiple, name
+        self.warp = float(warp) if random_crop else 0.0
+        self.band_hz = None if band_hz is None else np.asarray(band_hz, dtype=np.float64)
         self.order = (sorted(range(len(ids)), key=lambda i: (lengths[i], i)) if sort_by_length
                       else list(range(len(ids))))
 
@@ -295,10 +307,23 @@ class SpeechData(BatchSource):
                 rng = np.random.default_rng([seed % 2**63, 0 if epoch is None else epoch, b])
                 room = np.maximum(lengths.numpy() - T, 0)
                 starts = torch.from_numpy(rng.integers(0, room + 1)).long()
+                factors = rng.uniform(1 - self.warp, 1 + self.warp, len(idx)) if self.warp else None
             else:
-                starts = torch.zeros(len(idx), dtype=torch.long)
+                starts, factors = torch.zeros(len(idx), dtype=torch.long), None
             sel = slice(rank, None, world_size)
-            yield self._gather(torch.from_numpy(idx)[sel], starts[sel], T)
+            batch = self._gather(torch.from_numpy(idx)[sel], starts[sel], T)
+            yield batch if factors is None else self._warp(batch, factors[sel])
+
+    def _warp(self, batch, factors: np.ndarray):
+        """Each item's bin ``k`` takes the value at frequency ``band_hz[k] / factor``."""
+        x, mask = batch if isinstance(batch, tuple) else (batch, None)
+        hz = self.band_hz
+        pos = np.stack([np.interp(hz / f, hz, np.arange(len(hz))) for f in factors])
+        lo = np.minimum(np.floor(pos).astype(np.int64), len(hz) - 2)
+        w = torch.from_numpy(pos - lo).to(x)[:, None, :, None]  # (B, 1, n_mels, 1)
+        lo_t = torch.from_numpy(lo).to(x.device)[:, None, :, None].expand_as(x)
+        x = torch.gather(x, 2, lo_t) * (1 - w) + torch.gather(x, 2, lo_t + 1) * w
+        return x if mask is None else (x, mask)
 
     def _gather(self, idx: torch.Tensor, starts: torch.Tensor, T: int):
         pos = starts[:, None] + torch.arange(T)[None, :]  # (B, T) frame within the item
@@ -309,6 +334,11 @@ class SpeechData(BatchSource):
         real = real.to(dev)
         x = torch.where(real[:, None, :], x, torch.full_like(x, SILENCE)).unsqueeze(1)
         return (x, real[:, None, None, :]) if self.masked else x
+
+
+def mel_band_hz(a: AudioConfig) -> np.ndarray:
+    """Centre frequencies (Hz) of the mel bins of ``a``'s frontend."""
+    return mel_frequencies(a.n_mels + 2, fmin=a.fmin, fmax=a.fmax or a.sample_rate / 2)[1:-1]
 
 
 def _load_norms(cache: MelCache, ids: list[str], cfg: RunConfig) -> list[np.ndarray]:
@@ -354,7 +384,8 @@ def load_speech_data(cfg: RunConfig, split: str, *, training: bool) -> SpeechDat
     name = f"{split} split"
     if training and a.crop_frames > 0:
         return SpeechData(norms, ids, frames=a.crop_frames, random_crop=True, masked=True,
-                          multiple=multiple, name=name)
+                          multiple=multiple, name=name, warp=cfg.data.freq_warp,
+                          band_hz=mel_band_hz(a))
     if training and clip:
         return SpeechData(norms, ids, frames=clip, masked=False, multiple=multiple, name=name)
     return SpeechData(norms, ids, frames=clip, masked=True, multiple=multiple, name=name)
