@@ -13,6 +13,7 @@ from test_speech_training import corpus, tiny_cfg  # noqa: F401  (corpus is a fi
 
 from vqkit.config import AudioConfig
 from vqkit.data.speech import SpeechData, load_speech_data, mel_band_hz
+from vqkit.errors import ConfigError
 from vqkit.training.train import train
 
 HZ = mel_band_hz(AudioConfig(n_mels=64))
@@ -67,6 +68,9 @@ def test_warps_are_a_function_of_seed_epoch_and_batch(corpus):  # noqa: F811
     assert all(torch.equal(a, b) for a, b in zip(full[1:], tail, strict=True))
     val = load_speech_data(cfg, "speakers:CCC", training=False)
     assert val.warp == 0.0  # validation is never warped
+    whole = tiny_cfg(corpus, extra=["audio.crop_frames=0", "data.freq_warp=0.15"])
+    with pytest.raises(ConfigError, match="freq_warp.*crop_frames"):
+        load_speech_data(whole, "speakers:AAA", training=True)  # it would be silently ignored
 
 
 def test_training_with_warps_resumes_exactly(corpus, tmp_path):  # noqa: F811

@@ -365,6 +365,9 @@ def load_speech_data(cfg: RunConfig, split: str, *, training: bool) -> SpeechDat
     if a.crop_frames < 0 or a.crop_frames % multiple:
         raise ConfigError(f"audio.crop_frames={a.crop_frames} must be 0 or a multiple of "
                           f"{multiple}")
+    if cfg.data.freq_warp and not a.crop_frames:
+        raise ConfigError(f"data.freq_warp={cfg.data.freq_warp} warps random training crops: "
+                          f"it needs audio.crop_frames > 0")
     cache, source_root = open_speech_cache(cfg)
     ids = select_ids(cache, split)
     if training and is_main_process():
