@@ -10,7 +10,9 @@ evaluated on the fourth speaker with the same code (:func:`vqkit.evaluation.spee
 evaluate_speech`, real frames only): mel MSE (normalised scale), mel L1 (dB), STOI of the
 Griffin-Lim audio of the reconstruction, STOI of the Griffin-Lim audio of the true mel (the
 vocoder's ceiling), codebook usage and perplexity. vqkit contenders run with ``--max-minutes``
-(their cosine schedule anneals within the minutes) and are evaluated at their last checkpoint.
+(their cosine schedule anneals within the minutes) and are evaluated at their last checkpoint,
+encoding with the code search of their preset (``search.steps``; ``--set search.steps=0`` for
+the nearest codes).
 
 The notebook contender: the thesis's conv VQ-VAE (``notebook_reference.Model(channels=1)``, its
 non-EMA one-hot quantizer, 128 hiddens, 512 x 64 codes) and loop (``train_steps``), on 5 s clips
@@ -133,7 +135,7 @@ def run_vqkit(preset: str, data: str, train_split: str, test_split: str, minutes
         metrics["rate_curve"] = rate_curve(model, cfg, data, test_split, max_items=max_items,
                                            oracle_cache=cache, last=ev)
     return {"steps": res.step, "epochs": res.epoch, "train_s": seconds, "run_dir": str(run_dir),
-            **metrics}
+            "search_steps": model.search.steps if model.search else 0, **metrics}
 
 
 def format_table(results: dict[str, dict]) -> str:

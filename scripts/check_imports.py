@@ -42,6 +42,7 @@ SAME_LAYER = {
     ("models", "quantizers"),
     ("figures", "audio"),
     ("data", "audio"),
+    ("models", "audio"),  # code search scores speech on the mel (audio.intelligibility)
     ("evaluation", "codes"),
     ("reports", "evaluation"),
     ("training", "evaluation"),

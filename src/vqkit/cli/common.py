@@ -16,6 +16,13 @@ def add_run_arguments(p: argparse.ArgumentParser, *, device: str,
                    help=f"auto, cpu, cuda, cuda:N, mps (default {device})")
 
 
+def add_search_argument(p: argparse.ArgumentParser) -> None:
+    """``--search-steps N``: steps of the encoder-side code search (the run's config otherwise)."""
+    p.add_argument("--search-steps", type=int, metavar="N",
+                   help="choose codes by N steps of analysis-by-synthesis search (0: the codes "
+                        "nearest the encoder's output; default the run's search.steps)")
+
+
 def add_stages_argument(p: argparse.ArgumentParser, what: str = "use") -> None:
     """``--stages N``: the first N residual VQ stages (a lower bit rate)."""
     p.add_argument("--stages", type=int, metavar="N",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vqkit.cli.common import add_run_arguments, add_stages_argument
+from vqkit.cli.common import add_run_arguments, add_search_argument, add_stages_argument
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -20,6 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or audio files")
     p.add_argument("--out", required=True, metavar="CODES.npz", help="code file to write")
     add_stages_argument(p, "store")
+    add_search_argument(p)
     p.set_defaults(func=run)
 
 
@@ -27,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
     from vqkit.codes import encode_files
 
     cf = encode_files(args.run_dir, args.inputs, out=args.out, which=args.checkpoint,
-                      device=args.device, stages=args.stages)
+                      device=args.device, stages=args.stages,
+                      search_steps=args.search_steps)
     unit = cf.rate_unit
     width = max(len(n) for n in cf.names)
     for i, name in enumerate(cf.names):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vqkit.cli.common import add_run_arguments, add_stages_argument
+from vqkit.cli.common import add_run_arguments, add_search_argument, add_stages_argument
 from vqkit.evaluation.about import metric_help_text
 
 
@@ -24,6 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.add_argument("--max-items", type=int, default=0, help="evaluate only the first N items")
     add_stages_argument(p)
+    add_search_argument(p)
     p.add_argument("--curve", action="store_true",
                    help="speech, residual VQ: also evaluate at 1..N stages and print the "
                         "rate-quality table (kbps, STOI, PESQ, usage per stage), saved with "
@@ -59,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
     metrics = evaluate(args.run_dir, data=args.data, split=args.split, which=args.checkpoint,
                        device=args.device, json_path=args.json, max_items=args.max_items,
-                       stages=args.stages, curve=args.curve)
+                       stages=args.stages, curve=args.curve,
+                       search_steps=args.search_steps)
     about = metrics.get("about", {})
     print(f"{metrics['run']} on split {metrics['split']!r} ({metrics['checkpoint']} checkpoint): "
           f"{about.get('definition', '')}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vqkit.cli.common import add_run_arguments, add_stages_argument
+from vqkit.cli.common import add_run_arguments, add_search_argument, add_stages_argument
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -18,6 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="IN", help="audio files (speech) or images")
     p.add_argument("--out", required=True, help="folder for the outputs (created)")
     add_stages_argument(p)
+    add_search_argument(p)
     p.set_defaults(func=run)
 
 
@@ -25,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from vqkit.evaluation.reconstruct import reconstruct_files
 
     for path in reconstruct_files(args.run_dir, args.inputs, args.out, which=args.checkpoint,
-                                  device=args.device, stages=args.stages):
+                                  device=args.device, stages=args.stages,
+                                  search_steps=args.search_steps):
         print(path)
     return 0

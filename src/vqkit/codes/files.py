@@ -42,6 +42,7 @@ def encode_files(
     which: str = "best",
     device: str = "auto",
     stages: int | None = None,
+    search_steps: int | None = None,
 ) -> CodeFile:
     """Encode image files (image runs) or audio files (speech runs) with a run's model.
 
@@ -64,6 +65,9 @@ def encode_files(
     stages : int or None
         Residual VQ: store the first N stages only (a lower rate; None: all); the file's meta
         records ``stages`` and its ``bits_per_code`` and rates count only those.
+    search_steps : int or None
+        Steps of code search (:mod:`vqkit.models.search`; None: the run's ``search.steps``),
+        recorded in the meta; decoding needs nothing of it.
 
     Returns
     -------
@@ -73,7 +77,8 @@ def encode_files(
     if not inputs:
         raise VQKitError("nothing to encode: give at least one input file")
     paths = [Path(p) for p in inputs]
-    model, cfg = load_model(run_dir, which, resolve_device(device), stages=stages, kind="vqvae")
+    model, cfg = load_model(run_dir, which, resolve_device(device), stages=stages, kind="vqvae",
+                            search_steps=search_steps)
     suffixes = IMAGE_SUFFIXES if cfg.task == "image" else AUDIO_SUFFIXES
     for p in paths:
         if p.suffix.lower() not in suffixes:
@@ -94,6 +99,7 @@ def encode_files(
         "num_quantizers": int(q.num_quantizers),
         "stages": int(getattr(q, "stages_used", q.num_quantizers)),
         "bits_per_code": float(q.bits_per_code),
+        "search_steps": model.search.steps if model.search else 0,
         "downsampling": int(model.downsampling),
         "items": items,
     }
@@ -148,7 +154,8 @@ def _encode_audio(model, cfg, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     sr = cfg.audio.sample_rate
     y = load_audio(path, sample_rate=sr, min_samples=cfg.audio.n_fft)
     x, info = wav_to_model_input(y, cfg.audio, multiple=model.downsampling)
-    codes = model.encode(x.to(_device(model)))[0].cpu().numpy()
+    lengths = torch.tensor([info["n_frames"]])
+    codes = model.encode(x.to(_device(model)), lengths=lengths)[0].cpu().numpy()
     # The codes describe info["n_samples"] samples: the whole file, or the clip of clip_s.
     return codes, {"source": str(path), "sample_rate": int(sr),
                    "duration_s": info["n_samples"] / sr, "info": info}

@@ -87,7 +87,8 @@ def encode_mels(model, norms: list[np.ndarray], device: torch.device) -> list[np
         for lo in range(0, len(idx), BATCH):
             part = idx[lo:lo + BATCH]
             x = torch.from_numpy(np.stack([padded[i] for i in part]))[:, None].to(device)
-            codes = model.encode(x).cpu().numpy().astype(np.int64)
+            lengths = torch.tensor([np.shape(norms[i])[-1] for i in part])
+            codes = model.encode(x, lengths=lengths).cpu().numpy().astype(np.int64)
             for i, c in zip(part, codes, strict=True):
                 out[i] = c
     return out  # type: ignore[return-value]

@@ -21,6 +21,7 @@ from vqkit.config.schema import (
     PriorConfig,
     QuantizerConfig,
     RunConfig,
+    SearchConfig,
     TrainConfig,
 )
 
@@ -33,6 +34,7 @@ __all__ = [
     "PriorConfig",
     "QuantizerConfig",
     "RunConfig",
+    "SearchConfig",
     "TrainConfig",
     "apply_dict",
     "apply_overrides",

@@ -105,6 +105,18 @@ class QuantizerConfig:
 
 
 @dataclass
+class SearchConfig:
+    """How codes are chosen at encode time (``vqkit.models.search``): 0 steps picks the codes
+    nearest the encoder's output; more take that many Adam steps on the latents towards the
+    codes that decode best (same decoder, same bit rate)."""
+
+    steps: int = rule(0, min=0)  # Adam steps of analysis-by-synthesis code search; 0: none
+    lr: float = rule(0.02, gt=0)  # step size on the latents
+    # Speech: weight of (1 - a mel-domain STOI) beside the MSE the search descends; 0: MSE only.
+    stoi_weight: float = rule(0.0, min=0)
+
+
+@dataclass
 class TrainConfig:
     """Optimisation and the training loop."""
 
@@ -184,6 +196,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -219,6 +232,9 @@ class RunConfig:
         if a.normalization == "fixed_db" and not a.max_db > a.min_db:
             raise ConfigError(f"{source}: audio.max_db ({a.max_db}) must be above audio.min_db "
                               f"({a.min_db})")
+        if self.search.stoi_weight and self.task != "speech":
+            raise ConfigError(f"{source}: search.stoi_weight scores speech; a {self.task} run "
+                              f"takes 0")
         p = self.prior
         if p.dim % p.heads:
             raise ConfigError(f"{source}: prior.dim ({p.dim}) must be a multiple of prior.heads "

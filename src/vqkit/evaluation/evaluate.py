@@ -53,6 +53,7 @@ def evaluate(
     max_items: int = 0,
     stages: int | None = None,
     curve: bool = False,
+    search_steps: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate the ``which`` checkpoint of ``run_dir`` on ``split``.
 
@@ -80,6 +81,8 @@ def evaluate(
     curve : bool
         Speech with residual VQ: also evaluate every stage count 1..S (S = ``stages`` or all)
         and add the rows as ``rate_curve`` (:func:`~vqkit.evaluation.rate_curve.rate_curve`).
+    search_steps : int or None
+        Steps of code search (:mod:`vqkit.models.search`; None: the run's ``search.steps``).
 
     Returns
     -------
@@ -90,7 +93,8 @@ def evaluate(
     """
     run_dir = Path(run_dir)
     dev = resolve_device(device)
-    model, cfg = load_model(run_dir, which, dev, stages=stages, kind="vqvae")
+    model, cfg = load_model(run_dir, which, dev, stages=stages, kind="vqvae",
+                            search_steps=search_steps)
     checkpoint = _checkpoint_info(find_checkpoint(run_dir, which))
     root = data if data is not None else (cfg.data.root or None)
     if curve and cfg.task != "speech":
@@ -118,6 +122,7 @@ def evaluate(
             result.metrics["rate_curve"] = rate_curve(
                 model, cfg, root, split, device=dev, max_items=max_items, oracle_cache=cache,
                 last=result, max_stages=getattr(model.quantizer, "stages_used", 0))
+    result.metrics["search_steps"] = model.search.steps if model.search else 0
     result.run, result.split, result.checkpoint = str(run_dir), split, checkpoint
     result.data, result.about = str(root or ""), about
     write_evaluation(run_dir, result)

@@ -66,7 +66,7 @@ def reconstruct_audio(model, cfg, y: np.ndarray) -> AudioReconstruction:
     device = next(model.parameters()).device
     x, d = wav_to_model_input(y, a, multiple=model.downsampling)
     info = MelInfo.from_dict(d)
-    x_hat, _ = model(x.to(device))
+    x_hat, _ = model(x.to(device), lengths=torch.tensor([info.n_frames]))
     db_hat = model_output_to_mel_db(x_hat, a, [info])[0, :, :info.n_frames].cpu()
     y = np.asarray(y, dtype=np.float32)[:info.n_samples]
     true_db = torch.from_numpy(mel_db_from_audio(y, a))[:, :info.n_frames]
@@ -131,13 +131,15 @@ def reconstruct_files(
     which: str = "best",
     device: str = "auto",
     stages: int | None = None,
+    search_steps: int | None = None,
 ) -> list[Path]:
     """Pass each input file through the run's model and write the results to ``out_dir``.
 
     Speech runs take audio files (WAV, FLAC, ...; any sample rate, resampled) and write three
     files per input (:func:`reconstruct_wav`); image runs take images (PNG, ...) and write two
     (:func:`reconstruct_image`). Every input is checked to exist before any is processed.
-    ``stages``: the first N residual VQ stages only (None: all).
+    ``stages``: the first N residual VQ stages only (None: all); ``search_steps``: steps of
+    code search (:mod:`vqkit.models.search`; None: the run's ``search.steps``).
 
     Returns
     -------
@@ -156,7 +158,8 @@ def reconstruct_files(
         if not p.is_file():
             raise DataError(f"{p}: no such file")
     dev = resolve_device(device)
-    model, cfg = load_model(run_dir, which, dev, stages=stages, kind="vqvae")
+    model, cfg = load_model(run_dir, which, dev, stages=stages, kind="vqvae",
+                            search_steps=search_steps)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     one = reconstruct_wav if cfg.task == "speech" else reconstruct_image

@@ -151,7 +151,10 @@ def evaluate_speech(
             binfos = [infos[k] for k in idx]
             x, mask = batch_model_input([norms[k] for k in idx], frames=frames, multiple=down)
             x, mask = x.to(device), mask.to(device)
-            x_hat, out = model(x)
+            if getattr(model, "search", None) is None:
+                x_hat, out = model(x)
+            else:  # the search scores real frames only
+                x_hat, out = model(x, lengths=mask.flatten(1).sum(1))
             db_hat = totals.add(x, x_hat, mask, real_codes(out.codes, mask, down), a, binfos)
             lengths = [len(waves[k]) for k in idx]
             true_db = torch.stack([torch.from_numpy(pad_or_cut_frames(mels[k], x.shape[-1],

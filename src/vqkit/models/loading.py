@@ -10,6 +10,7 @@ from vqkit.checkpoint import load_checkpoint
 from vqkit.config import RunConfig
 from vqkit.errors import VQKitError
 from vqkit.models.prior import CodePrior
+from vqkit.models.search import search_for
 from vqkit.models.temporal import TemporalVQVAE
 from vqkit.models.vqvae import build_model
 
@@ -41,11 +42,13 @@ def set_stages(model: torch.nn.Module, stages: int | None, source: str = "") -> 
 
 
 def load_model(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu",
-               stages: int | None = None, *,
-               kind: str | None = None) -> tuple[torch.nn.Module, RunConfig]:
+               stages: int | None = None, *, kind: str | None = None,
+               search_steps: int | None = None) -> tuple[torch.nn.Module, RunConfig]:
     """The trained model of a run, in eval mode on ``device``, and its config; with
     ``stages``, set to its first ``stages`` residual stages (:func:`set_stages`); ``kind``
-    ("vqvae" or "prior") refuses a run of the other kind with one line.
+    ("vqvae" or "prior") refuses a run of the other kind with one line; a VQ-VAE encodes with
+    the code search of its config's ``search`` section, ``search_steps`` overriding its steps
+    (0: nearest codes).
 
     Raises
     ------
@@ -67,4 +70,6 @@ def load_model(run_dir: str | Path, which: str = "best", device: str | torch.dev
     except RuntimeError as e:
         raise VQKitError(f"{ckpt.path}: weights do not match the saved config ({e})") from None
     set_stages(model, stages, str(run_dir))
+    if not is_prior:
+        model.search = search_for(ckpt.config, search_steps)
     return model.to(device).eval(), ckpt.config

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vqkit.config import ModelConfig, QuantizerConfig
+from vqkit.models.search import CodeSearch
 from vqkit.quantizers import Quantizer, QuantizerOutput, build_quantizer
 
 __all__ = ["TemporalVQVAE"]
@@ -69,6 +70,7 @@ class TemporalVQVAE(nn.Module):
             dec += [nn.ReLU(), nn.ConvTranspose1d(h, h, 4, stride=2, padding=1), *_stack(h, r, n)]
         dec += [nn.ReLU(), nn.Conv1d(h, n_mels, 7, padding=3)]
         self.decoder = nn.Sequential(*dec)
+        self.search: CodeSearch | None = None  # set by load_model; used in eval mode only
 
     @property
     def downsampling(self) -> int:
@@ -91,22 +93,32 @@ class TemporalVQVAE(nn.Module):
             flat = F.pad(flat, (0, pad), mode="replicate")
         return self.encoder(flat), t, four
 
+    def _searched(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, int, bool]:
+        """Encoder features, moved by the code search in eval mode when one is set."""
+        z, t, four = self._encode_features(x)
+        if self.search is not None and not self.training:
+            q = self.quantizer
+            z = self.search(z, x, lambda f: q.decode(q.encode(f)),
+                            lambda f: self._decode_features(f, t, four), lengths)
+        return z, t, four
+
     def _decode_features(self, z: Tensor, t: int | None, four: bool) -> Tensor:
         y = self.decoder(z)
         if t is not None:
             y = y[..., :t]
         return y[:, None] if four else y
 
-    def forward(self, x: Tensor) -> tuple[Tensor, QuantizerOutput]:
-        z, t, four = self._encode_features(x)
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, QuantizerOutput]:
+        """``lengths``: real frames per item, for the code search only."""
+        z, t, four = self._searched(x, lengths)
         out = self.quantizer(z)
         if four:
             out.codes = out.codes[:, None]
         return self._decode_features(out.quantized, t, four), out
 
     @torch.no_grad()
-    def encode(self, x: Tensor) -> Tensor:
-        z, _, four = self._encode_features(x)
+    def encode(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        z, _, four = self._searched(x, lengths)
         codes = self.quantizer.encode(z)
         return codes[:, None] if four else codes
 

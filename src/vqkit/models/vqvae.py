@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from vqkit.config import ModelConfig, QuantizerConfig
+from vqkit.models.search import CodeSearch
 from vqkit.quantizers import Quantizer, QuantizerOutput, build_quantizer
 
 
@@ -92,6 +93,7 @@ class VQVAE(nn.Module):
             quantizer if isinstance(quantizer, Quantizer) else build_quantizer(quantizer, model.dim)
         )
         self.decoder = Decoder(model)
+        self.search: CodeSearch | None = None  # set by load_model; used in eval mode only
 
     @property
     def downsampling(self) -> int:
@@ -108,15 +110,25 @@ class VQVAE(nn.Module):
             raise ValueError(
                 f"height and width must be divisible by {f}, got {x.shape[2]}x{x.shape[3]}")
 
-    def forward(self, x: Tensor) -> tuple[Tensor, QuantizerOutput]:
+    def _latents(self, x: Tensor, lengths: Tensor | None) -> Tensor:
+        z = self.encoder(x)
+        if self.search is None or self.training:
+            return z
+        return self.search(z, x, self._nearest, self.decoder, lengths)
+
+    def _nearest(self, z: Tensor) -> Tensor:
+        return self.quantizer.decode(self.quantizer.encode(z))
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, QuantizerOutput]:
+        """``lengths``: real columns (mel frames) per item, for the code search only."""
         self.check_input(x)
-        out = self.quantizer(self.encoder(x))
+        out = self.quantizer(self._latents(x, lengths))
         return self.decoder(out.quantized), out
 
     @torch.no_grad()
-    def encode(self, x: Tensor) -> Tensor:
+    def encode(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         self.check_input(x)
-        return self.quantizer.encode(self.encoder(x))
+        return self.quantizer.encode(self._latents(x, lengths))
 
     @torch.no_grad()
     def decode(self, codes: Tensor) -> Tensor:
