@@ -402,3 +402,12 @@ def test_the_hash_split_is_described_as_mixing_speakers(corpus):
     about = about_speech(tiny_cfg(corpus), None, "train")
     assert about["definition"].startswith("80% of the utterances by a hash of their id")
     assert set(about["speakers"]) == set(SPEAKERS)
+
+
+def test_every_metric_evaluate_writes_is_documented(trained_run):
+    """`vqkit evaluate --help` explains each key of a speech evaluation's metrics."""
+    from vqkit.evaluation.about import METRIC_HELP
+    assert main(["evaluate", str(trained_run), "--split", "speakers:CCC"]) == 0
+    metrics = read_evaluation(trained_run / "eval" / "speakers-CCC").metrics
+    assert "search_steps" in metrics
+    assert sorted(set(metrics) - set(METRIC_HELP)) == []

@@ -59,6 +59,8 @@ METRIC_HELP = {
                    "log2(codebook size) x stages (no entropy coding)",
     "kbps": "bitrate_bps / 1000 (the rate-quality table)",
     "usage_per_stage": "codebook_usage of each residual stage used, first to last",
+    "search_steps": "steps of encoder-side code search the codes were chosen with "
+                    "(--search-steps; 0: the nearest codes)",
 }
 
 
