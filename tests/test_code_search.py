@@ -170,3 +170,34 @@ def test_searched_codes_decode_to_the_searched_reconstruction(tmp_path, wav_file
                  "--search-steps", "-1"]) == 2
     assert "search-steps must be >= 0" in capsys.readouterr().err
 
+
+
+def test_scalable_preset_searches_each_rate_and_decodes_it_exactly(tmp_path, wav_files,  # noqa: F811
+                                                                  capsys):
+    """l2arctic-scalable: one 2-D model, N residual stages of tiny codebooks; at each stage count
+    the searched codes decode to the searched reconstruction at that count, and the code file's
+    rate is N x the per-stage rate."""
+    cfg = get_preset("l2arctic-scalable")
+    q = cfg.quantizer
+    assert cfg.model.kind == "conv2d" and q.quantizer_dropout > 0 and cfg.search.steps > 0
+    stages = q.num_quantizers
+    run = make_run(tmp_path / "run", "l2arctic-scalable", codebook_size=q.codebook_size)
+    inputs = list(map(str, wav_files))
+    per_stage = 32 * (16000 / 256 / 4) * np.log2(q.codebook_size)  # rows x columns/s x bits
+    for n in sorted({1, 2, stages}):
+        flags = ["--stages", str(n), "--search-steps", "4"]
+        codes = tmp_path / f"c{n}.npz"
+        assert main(["encode", str(run), *inputs, "--out", str(codes), *flags]) == 0
+        of = f" of {stages}" if n != stages else ""
+        assert f"bits per code ({n}{of} stages x {q.codebook_size} codes" in capsys.readouterr().out
+        assert main(["decode", str(run), str(codes), "--out", str(tmp_path / f"d{n}")]) == 0
+        assert main(["reconstruct", str(run), *inputs, "--out", str(tmp_path / f"r{n}"),
+                     *flags]) == 0
+        capsys.readouterr()
+        cf = load_codes(codes)
+        assert cf.codes[0].shape[-1] == n and cf.bits_per_code == n * np.log2(q.codebook_size)
+        assert cf.meta["nominal_bps"] == pytest.approx(n * per_stage)
+        for p in wav_files:
+            a, _ = sf.read(tmp_path / f"d{n}" / f"{p.stem}.wav", dtype="float32")
+            b, _ = sf.read(reconstructed(tmp_path / f"r{n}", p.stem, ".wav"), dtype="float32")
+            assert np.array_equal(a, b), (n, p.name)

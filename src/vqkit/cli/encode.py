@@ -37,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:<{width}}  codes {shape:<10}  {cf.rate(i):10.4g} {unit}")
     nq = cf.meta["num_quantizers"]
     used = cf.meta.get("stages", nq)
-    stages = (f" x {used} stages" + (f" of {nq}" if used != nq else "")) if nq > 1 else ""
+    stages = (f"{used}{f' of {nq}' if used != nq else ''} stages x " if nq > 1 else "")
     print(f"{cf.path}: {len(cf.names)} item{'s' * (len(cf.names) != 1)}, "
-          f"{cf.bits_per_code:g} bits per code ({cf.meta['codebook_size']} codes{stages}, "
+          f"{cf.bits_per_code:g} bits per code ({stages}{cf.meta['codebook_size']} codes, "
           f"stored as {cf.codes[0].dtype}), rate {cf.rate():.4g} {unit}; "
           f"model {cf.fingerprint[:12]}")
     return 0
