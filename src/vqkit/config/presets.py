@@ -126,7 +126,8 @@ def _l2arctic_scalable() -> RunConfig:
     # NICOLAS utterances, STOI / oracle at 500 / 1000 / 1500 / 2000 bit/s: 0.672 / 0.797 /
     # 0.832 / 0.844; 8 stages of 2 codes: 0.650 / 0.760 / 0.784 / 0.844 (0.904 at 4000); 4
     # stages of 4 codes: 0.748 at 1000, 0.850 at 2000, 0.909 at 4000; l2arctic-2kbps (one stage
-    # of 16) 0.876 at 2000; l2arctic-codec about 0.65 at every rate.
+    # of 16) 0.876 at 2000; l2arctic-codec 0.55-0.58 at every rate in its 5-minute sweep
+    # (another machine). 15 minutes (README): 0.741 / 0.826 / 0.855 / 0.885.
     q = cfg.quantizer
     q.num_quantizers, q.codebook_size, q.quantizer_dropout = 4, 2, 0.5
     return cfg
