@@ -23,7 +23,7 @@ import torch
 
 from vqkit.evaluation.speech import evaluate_speech
 from vqkit.models import load_model
-from vqkit.models.search import CodeSearch, search_objective
+from vqkit.models.search import search_for
 from vqkit.utils import atomic_write_text
 
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'s':>6}")
     for steps, lr, weight in parse_grid(args.grid):
         cfg.search.steps, cfg.search.lr, cfg.search.stoi_weight = steps, lr, weight
-        model.search = CodeSearch(steps, lr, search_objective(cfg)) if steps else None
+        model.search = search_for(cfg)  # None for 0 steps: the nearest codes
         t0 = time.perf_counter()
         m = evaluate_speech(model, cfg, None, args.split, max_items=args.max_items,
                             oracle_cache=oracle).metrics

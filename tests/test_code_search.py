@@ -171,7 +171,6 @@ def test_searched_codes_decode_to_the_searched_reconstruction(tmp_path, wav_file
     assert "search-steps must be >= 0" in capsys.readouterr().err
 
 
-
 def test_scalable_preset_searches_each_rate_and_decodes_it_exactly(tmp_path, wav_files,  # noqa: F811
                                                                   capsys):
     """l2arctic-scalable: one 2-D model, N residual stages of tiny codebooks; at each stage count
